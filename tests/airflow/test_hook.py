@@ -38,11 +38,12 @@ def test_test_connection_ok(sim, msteams_conn):
 def test_test_connection_names_missing_permissions(fresh_sim, msteams_conn):
     creds = fresh_sim.credentials()
     granted = set(fresh_sim.tenant.apps[creds["app_id"]].roles)
-    fresh_sim.set_app(creds["app_id"], roles=sorted(granted - {"TeamMember.Read.All", "User.RevokeSessions.All"}))
+    # TeamMember.ReadWrite.All would imply TeamMember.Read.All, so withdraw both.
+    fresh_sim.set_app(creds["app_id"], roles=sorted(granted - {"TeamMember.Read.All", "TeamMember.ReadWrite.All"}))
     msteams_conn(fresh_sim)
     ok, message = MSTeamsHook().test_connection()
     assert not ok
-    assert "TeamMember.Read.All" in message and "User.RevokeSessions.All" in message
+    assert "TeamMember.Read.All" in message and "TeamMember.ReadWrite.All" in message
     assert "Grant admin consent" in message
 
 
@@ -81,6 +82,18 @@ def test_test_connection_explains_auth_errors(sim, monkeypatch, override, expect
 def test_secrets_are_refused_as_arguments():
     with pytest.raises(ValueError, match="Airflow connection"):
         MSTeamsHook(client_secret="x")
+
+
+def test_minted_tokens_are_masked_in_task_logs(sim, msteams_conn):
+    from airflow.sdk._shared.secrets_masker import redact
+
+    msteams_conn(sim)
+    hook = MSTeamsHook()
+    client = hook.get_conn()
+    client.get("/organization")
+    token = client._tokens.token()  # the cached token the request above used
+    hook.close()
+    assert token not in str(redact(f"Authorization: Bearer {token}"))
 
 
 def test_connection_type_is_registered_with_its_form():
