@@ -50,10 +50,12 @@ def start_simulator(args: argparse.Namespace) -> tuple[subprocess.Popen, dict]:
     state.mkdir(parents=True, exist_ok=True)
     ready, conn_file = state / "ready.json", state / "connections.json"
     ready.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "teamsops.simulator", "serve", "--port", "0", "--users", str(args.users),
+    cmd = [sys.executable, "-m", "teamsops.simulator", "--log-level", "warning", "serve", "--port", "0",
+           "--throttle", "documented", "--throttle-scale", "10", "--users", str(args.users),
            "--teams", str(args.teams), "--seed", str(args.seed), "--state-dir", str(state),
            "--connection-file", str(conn_file), "--ready-file", str(ready)]  # fmt: skip
-    print(f"Starting the simulator's demo tenant ({args.users:,} users, {args.teams:,} teams)...")
+    print(f"Starting the simulator's demo tenant ({args.users:,} users, {args.teams:,} teams; Graph's documented "
+          "throttling limits scaled up 10x so the demo is quick)...")
     proc = subprocess.Popen(cmd, cwd=REPO)
     deadline = time.monotonic() + 120
     while not ready.exists():
@@ -63,8 +65,9 @@ def start_simulator(args: argparse.Namespace) -> tuple[subprocess.Popen, dict]:
             stop(proc)
             raise SystemExit("The simulator did not become ready within 120 s.")
         time.sleep(0.2)
-    connections = json.loads(conn_file.read_text())
-    connection = next(iter(connections.values()))
+    connection = json.loads(conn_file.read_text())["msteams_default"]
+    if isinstance(connection.get("extra"), str):
+        connection["extra"] = json.loads(connection["extra"])
     print(f"Simulator ready at {connection['extra']['graph_url']} (CA: {connection['extra']['verify']})\n")
     return proc, connection
 
@@ -88,7 +91,7 @@ def run_main_job() -> None:
     users = pd.DataFrame(client.paginate("/users", params={"$select": select, "$top": "999"}))
     elapsed = time.monotonic() - started
     hook.close()
-    print(f"Listed {len(users):,} users through the hook in {elapsed:.1f} s:")
+    print(f"Listed {len(users):,} users through the hook in {elapsed:.2f} s:")
     with pd.option_context("display.width", 160, "display.max_columns", 10, "display.max_colwidth", 40):
         print(users.drop(columns=["id"]).head(15).to_string(index=False))
     print("\nBy type and state:")
@@ -108,7 +111,7 @@ def show_misconfigurations(connection: dict) -> None:
     for name, conn in cases.items():
         os.environ["AIRFLOW_CONN_MSTEAMS_BROKEN"] = json.dumps(conn)
         print(f"  - {name}: {MSTeamsHook('msteams_broken').test_connection()[1]}")
-    with _without_role(connection, "TeamMember.Read.All"):
+    with _without_role(connection, "RoleManagement.Read.Directory"):
         print(f"  - missing permission: {MSTeamsHook().test_connection()[1]}")
     print()
 
@@ -126,8 +129,11 @@ class _without_role:
         self.http.post(f"/_sim/apps/{self.app_id}", json={"roles": roles}).raise_for_status()
 
     def __enter__(self) -> None:
-        tenants = self.http.get("/_sim/tenants").json()
-        self.roles = next(a["roles"] for t in tenants["tenants"] for a in t["apps"] if a["app_id"] == self.app_id)
+        from teamsops_airflow.hooks import MSTeamsHook
+
+        hook = MSTeamsHook()
+        self.roles = sorted(hook.get_conn().token_roles())
+        hook.close()
         self._set([r for r in self.roles if r != self.role])
 
     def __exit__(self, *exc: object) -> None:

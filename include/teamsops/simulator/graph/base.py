@@ -1,0 +1,298 @@
+"""Shared pieces of the Graph v1.0 routes: the per-request :class:`Call`, Graph-shaped errors, permission checks,
+and the one paging routine every collection uses (``$top``, ``$filter``, ``$count``, opaque ``$skiptoken``
+nextLinks that embed the original query, graph-facts §2.1).
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
+from typing import Any
+from urllib.parse import parse_qsl
+
+from teamsops.simulator.http import CallContext, Headers, SimRequest, SimResponse
+from teamsops.simulator.model import Directory, RuleViolation, Tenant, is_guid, utcnow
+from teamsops.simulator.odata import Filter, QueryError, decode_token, encode_token, is_eventual, project, query_without
+
+DIRECTORY = "directory"  # Entra ID workload: Request_* / Authorization_RequestDenied codes
+TEAMS = "teams"  # Teams workload: NotFound / Forbidden / BadRequest codes
+
+_RULE_CODES = {
+    DIRECTORY: {
+        "invalid": (400, "Request_BadRequest"),
+        "not_found": (404, "Request_ResourceNotFound"),
+        "conflict": (409, "Request_BadRequest"),
+        "forbidden": (403, "Authorization_RequestDenied"),
+    },
+    TEAMS: {
+        "invalid": (400, "BadRequest"),
+        "not_found": (404, "NotFound"),
+        "conflict": (409, "Conflict"),
+        "forbidden": (403, "Forbidden"),
+    },
+}
+INSUFFICIENT_PRIVILEGES = "Insufficient privileges to complete the operation."
+
+
+class GraphFailure(Exception):
+    """Stops a route with a Graph error response."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.headers = headers or {}
+
+    @classmethod
+    def from_rule(cls, violation: RuleViolation, workload: str) -> GraphFailure:
+        status, code = _RULE_CODES[workload][violation.kind]
+        return cls(status, code, violation.message)
+
+    @classmethod
+    def from_query(cls, error: QueryError) -> GraphFailure:
+        return cls(error.status, error.code, error.message)
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    ctx: CallContext,
+    headers: dict[str, str] | None = None,
+    now: datetime | None = None,
+) -> SimResponse:
+    """Graph's error body (graph-facts §2.3): ``innerError.date`` has no ``Z`` and no fractions."""
+    inner = {
+        "date": (now or utcnow()).strftime("%Y-%m-%dT%H:%M:%S"),
+        "request-id": ctx.request_id,
+        "client-request-id": ctx.client_request_id,
+    }
+    body = {"error": {"code": code, "message": message, "innerError": inner}}
+    return SimResponse(status, body, Headers(headers or {}))
+
+
+def not_found(ref: str) -> GraphFailure:
+    return GraphFailure(
+        404,
+        "Request_ResourceNotFound",
+        f"Resource '{ref}' does not exist or one of its queried reference-property objects are not present.",
+    )
+
+
+def team_not_found(team_id: str) -> GraphFailure:
+    return GraphFailure(404, "NotFound", f"No team found with Group Id {team_id}")
+
+
+@dataclass
+class Call:
+    """One Graph request being served: request, caller, the caller's tenant and the matched path parameters."""
+
+    req: SimRequest
+    ctx: CallContext
+    tenant: Tenant
+    directory: Directory
+    params: dict[str, str] = field(default_factory=dict)
+    workload: str = DIRECTORY
+
+    @property
+    def base(self) -> str:
+        return self.req.base_url.rstrip("/") + "/v1.0"
+
+    @cached_property
+    def query(self) -> dict[str, str]:
+        """Query options with case-insensitive ``$`` names folded to lower case (``$Select`` == ``$select``)."""
+        return {(k.lower() if k.startswith("$") else k): v for k, v in self.req.query.items()}
+
+    @cached_property
+    def now(self) -> datetime:
+        return utcnow()
+
+    def context_url(self, fragment: str) -> str:
+        return f"{self.base}/$metadata#{fragment}"
+
+    # ------------------------------------------------------------------ permissions
+    def require(self, allowed: Iterable[str], workload: str | None = None) -> None:
+        """403 unless the token has one of ``allowed`` (application permissions, least privileged first)."""
+        allowed = list(allowed)
+        if self.ctx.roles & set(allowed):
+            return
+        if (workload or self.workload) == TEAMS:
+            raise GraphFailure(
+                403,
+                "Forbidden",
+                f"Missing role permissions on the request. API requires one of '{', '.join(allowed)}'. "
+                f"Roles on the request '{', '.join(sorted(self.ctx.roles))}'.",
+            )
+        raise GraphFailure(403, "Authorization_RequestDenied", INSUFFICIENT_PRIVILEGES)
+
+    # ------------------------------------------------------------------ bodies
+    def body(self) -> dict[str, Any]:
+        """The JSON object body of a write (Graph's OData errors for an empty or malformed payload)."""
+        if not self.req.body or not self.req.body.strip():
+            raise GraphFailure(400, "BadRequest", "Empty Payload. JSON content expected.")
+        try:
+            value = json.loads(self.req.body)
+        except ValueError:
+            raise GraphFailure(
+                400,
+                "BadRequest",
+                "Unable to read JSON request payload. Please ensure Content-Type "
+                "header is set and payload is of valid JSON format.",
+            ) from None
+        if not isinstance(value, dict):
+            raise GraphFailure(400, "BadRequest", "The request payload must be a JSON object.")
+        return value
+
+    # ------------------------------------------------------------------ lookups
+    def user(self, ref: str | None = None) -> dict[str, Any]:
+        """``/users/{id | userPrincipalName}``: 400 for something that is neither, 404 when absent."""
+        ref = ref if ref is not None else self.params["user"]
+        if "@" not in ref and not is_guid(ref):
+            raise GraphFailure(400, "Request_BadRequest", f"Invalid object identifier '{ref}'.")
+        user = self.tenant.resolve_user(ref)
+        if user is None:
+            raise not_found(ref)
+        return user
+
+    def team_id(self) -> str:
+        team_id = self.params["team"]
+        if team_id not in self.tenant.teams:
+            raise team_not_found(team_id)
+        return team_id
+
+    def prefer(self, token: str) -> bool:
+        return token.lower() in [p.strip().lower() for p in (self.req.headers.get("Prefer") or "").split(",")]
+
+    def prefer_value(self, name: str) -> str | None:
+        for part in (self.req.headers.get("Prefer") or "").split(","):
+            key, _, value = part.strip().partition("=")
+            if key.strip().lower() == name.lower():
+                return value.strip()
+        return None
+
+    # ------------------------------------------------------------------ writes
+    def journal(self, status: int, target: str | None) -> None:
+        """Record an applied write (exactly once, after applying it)."""
+        self.directory.record_write(
+            tenant_id=self.tenant.id,
+            app_id=self.ctx.app_id,
+            method=self.req.method,
+            path=self.req.path,
+            status=status,
+            request_id=self.ctx.request_id,
+            client_request_id=self.ctx.client_request_id,
+            target=target,
+        )
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> SimResponse:
+    return SimResponse(status, body, Headers(headers or {}))
+
+
+def no_content() -> SimResponse:
+    return SimResponse(204, None)
+
+
+@dataclass
+class Listing:
+    """How to page one collection.
+
+    :param source: the raw sequence (ids or dicts), in the order Graph would list it.
+    :param full: raw element -> the full Graph object (all properties), or None to skip it.
+    :param render: full object -> the JSON item (projection, ``@odata.type``, expansions).
+    :param context: ``@odata.context`` URL.
+    :param page_size: items per page (the caller applied ``$top``).
+    :param flt: a parsed ``$filter`` evaluated on the full object.
+    :param count: add ``@odata.count`` (first page only).
+    """
+
+    source: Sequence[Any]
+    full: Callable[[Any], dict[str, Any] | None]
+    render: Callable[[dict[str, Any]], dict[str, Any]]
+    context: str
+    page_size: int
+    flt: Filter | None = None
+    count: bool = False
+
+
+def page_response(call: Call, listing: Listing) -> SimResponse:
+    """One page of a collection. The skiptoken holds the position in ``source`` (plus a checksum of the query so a
+    token can't be replayed against another query); the nextLink repeats the original query, as Graph's do."""
+    offset = _skip_offset(call)
+    items: list[dict[str, Any]] = []
+    position = offset
+    source, full, flt = listing.source, listing.full, listing.flt
+    while position < len(source) and len(items) < listing.page_size:
+        obj = full(source[position])
+        position += 1
+        if obj is not None and (flt is None or flt.matches(obj)):
+            items.append(listing.render(obj))
+    more = any(_keep(full, flt, source[i]) for i in range(position, len(source))) if position < len(source) else False
+    body: dict[str, Any] = {"@odata.context": listing.context}
+    if listing.count and offset == 0:
+        body["@odata.count"] = sum(1 for raw in source if _keep(full, flt, raw))
+    if more:
+        body["@odata.nextLink"] = _next_link(call, position)
+    body["value"] = items
+    return json_response(200, body)
+
+
+def _keep(full: Callable[[Any], dict | None], flt: Filter | None, raw: Any) -> bool:
+    obj = full(raw)
+    return obj is not None and (flt is None or flt.matches(obj))
+
+
+def _query_checksum(call: Call) -> int:
+    """A checksum of the decoded query options (not their raw spelling, which clients may re-encode)."""
+    options = sorted(
+        (k.lower(), v) for k, v in parse_qsl(call.req.raw_query, keep_blank_values=True) if k.lower() != "$skiptoken"
+    )
+    return zlib.crc32(json.dumps([call.req.path.lower(), options]).encode())
+
+
+def _skip_offset(call: Call) -> int:
+    token = call.query.get("$skiptoken")
+    if token is None:
+        return 0
+    payload = decode_token(token)
+    if not payload or payload.get("q") != _query_checksum(call) or not isinstance(payload.get("o"), int):
+        raise GraphFailure(
+            400,
+            "Directory_ExpiredPageToken",
+            "The specified page token value has expired and can no longer be included in your request.",
+        )
+    return payload["o"]
+
+
+def _next_link(call: Call, position: int) -> str:
+    kept = query_without(call.req.raw_query, "$skiptoken")
+    token = encode_token({"o": position, "q": _query_checksum(call)})
+    path = call.req.path
+    return f"{call.req.base_url.rstrip('/')}{path}?{kept + '&' if kept else ''}$skiptoken={token}"
+
+
+def select_context(collection: str, selected: list[str] | None, entity: bool = False) -> str:
+    """The ``@odata.context`` fragment: ``users``, ``users(id,displayName)``, ``users/$entity``..."""
+    fragment = f"{collection}({','.join(selected)})" if selected else collection
+    return fragment + ("/$entity" if entity else "")
+
+
+def count_requires_eventual(call: Call, flt: Filter | None, advanced_ops: Iterable[str], orderby: bool = False) -> None:
+    """Advanced queries (``ne``, ``not``, ``endsWith``, ``$filter`` with ``$orderby``) need
+    ``ConsistencyLevel: eventual`` and ``$count=true`` (aad-advanced-queries.md); otherwise 400 Unsupported Query."""
+    needs = bool(flt and flt.operators & set(advanced_ops)) or (orderby and flt is not None)
+    if needs and not (is_eventual(call.req.headers) and call.query.get("$count", "").lower() == "true"):
+        raise GraphFailure(400, "Request_UnsupportedQuery", "Unsupported Query.")
+
+
+def projection(
+    selected: list[str] | None, defaults: Sequence[str] | None
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A render function for ``$select`` (or the default property set when there is none)."""
+    names = selected or defaults
+    if names is None:
+        return dict
+    return lambda obj: project(obj, names)
