@@ -101,15 +101,16 @@ class MSTeamsHook(BaseHook):
         try:
             roles = self.client.token_roles()
         except GraphError as err:
-            return False, str(err)
+            return False, err.summary()
         access = self.settings.access
         missing = missing_permissions(roles, access)
         if missing:
+            noun = "permission" if len(missing) == 1 else "permissions"
             return False, (
-                f"Token acquired, but the app lacks {len(missing)} application permission(s) this project needs with "
-                f"access={access!r}: {', '.join(missing)}. Grant them in the Entra admin center > App registrations > "
-                "your app > API permissions > Add a permission > Microsoft Graph > Application permissions, "
-                "then select 'Grant admin consent'."
+                f"The app lacks the Microsoft Graph application {noun} {', '.join(missing)} needed with "
+                f"access={access!r}: add {'it' if len(missing) == 1 else 'them'} in the Entra admin center > "
+                "App registrations > your app > API permissions > Add a permission > Microsoft Graph > "
+                "Application permissions, then select 'Grant admin consent'."
             )
         return True, f"Token acquired for tenant {self.settings.tenant_id}; all permissions for access={access!r} granted."
 

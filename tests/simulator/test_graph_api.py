@@ -195,6 +195,32 @@ def test_advanced_and_invalid_filters(reads):
     assert "Syntax error" in _error(reads.get("/v1.0/users", "$filter=userType eq"), 400, "BadRequest")
 
 
+def test_search_needs_eventual_and_matches_word_prefixes(reads):
+    query = "$search=" + quote('"displayName:break"') + "&$select=id,displayName"
+    message = _error(reads.get("/v1.0/users", query), 400, "Request_UnsupportedQuery")
+    assert "ConsistencyLevel: eventual" in message
+    found = reads.get("/v1.0/users", query, headers={"ConsistencyLevel": "eventual"}).body["value"]
+    assert [u["displayName"] for u in found] == ["Break Glass Admin"]
+    bad = "$search=" + quote('"aboutMe:x"')
+    _error(reads.get("/v1.0/users", bad, headers={"ConsistencyLevel": "eventual"}), 400, "Request_UnsupportedQuery")
+    team = next(iter(reads.tenant.teams.values()))["displayName"].split()[0]
+    groups = reads.get(
+        "/v1.0/groups", "$search=" + quote(f'"displayName:{team}"'), headers={"ConsistencyLevel": "eventual"}
+    )
+    assert groups.body["value"] and all(team.lower() in g["displayName"].lower() for g in groups.body["value"])
+
+
+def test_unsupported_query_options_are_refused_not_ignored(reads):
+    message = _error(reads.get("/v1.0/users", "$skip=10"), 400, "Request_BadRequest")
+    assert message == "The query parameter '$skip' is not supported."
+    team_id = next(iter(reads.tenant.teams))
+    _error(reads.get(f"/v1.0/teams/{team_id}/channels", "$top=2"), 400, "BadRequest")
+    _error(reads.get("/v1.0/users/delta", "$top=10"), 400, "Request_UnsupportedQuery")
+    ordered = reads.get("/v1.0/groups", "$orderby=displayName&$select=displayName&$top=999").body["value"]
+    names = [g["displayName"].lower() for g in ordered]
+    assert names == sorted(names)
+
+
 def test_get_user_by_id_and_upn(reads):
     user = list(reads.tenant.users.values())[10]
     by_id = reads.get(f"/v1.0/users/{user['id']}", "$select=id,accountEnabled,userType")

@@ -99,9 +99,9 @@ class GraphError(Exception):
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        head = " ".join(str(part) for part in (self.status, self.code) if part not in (None, ""))
+        head = self._code_label()
         text = f"{head}: {self.message}" if head else self.message
-        ids = [f"{name} {value}" for name, value in self._id_pairs() if value]
+        ids = self._ids()
         if ids:
             text += f" ({', '.join(ids)})"
         if self.attempts > 1:
@@ -109,6 +109,23 @@ class GraphError(Exception):
         if self.advice:
             text += f" -- {self.advice}"
         return text
+
+    def summary(self) -> str:
+        """One sentence for an operator: what to fix first, then the code and ids to quote to support.
+
+        ``str(error)`` keeps Graph's full message for logs; this is what a UI or a failed check shows.
+        """
+        if not self.advice:
+            return str(self)
+        advice = self.advice[0].upper() + self.advice[1:]
+        ref = ", ".join(str(part) for part in (self._code_label(), *self._ids()) if part)
+        return f"{advice.rstrip('.')}. [{ref}]" if ref else f"{advice.rstrip('.')}."
+
+    def _code_label(self) -> str | None:
+        return " ".join(str(part) for part in (self.status, self.code) if part not in (None, "")) or None
+
+    def _ids(self) -> list[str]:
+        return [f"{name} {value}" for name, value in self._id_pairs() if value]
 
     def _id_pairs(self) -> list[tuple[str, str | None]]:
         """Identifiers worth quoting to support, as (label, value)."""

@@ -6,8 +6,8 @@ a fan-out that paces itself runs *at* the ceiling instead. :class:`RateLimiter` 
 
 * **Teams** endpoints are limited in requests per second per endpoint class (GET members 60, GET channels 60,
   GET installedApps 30, GET team / joinedTeams 30, POST members 30, other GET 30, other 30, ...), plus at most
-  4 requests per second on any one team and 4 member additions per minute per team. These are modelled as sliding
-  windows ("at most N in any W seconds"), exactly the way Teams states them.
+  4 requests per second on any one team and 4 member additions per minute per team ("at most N in any W seconds",
+  the way Teams states them).
 * **Identity and access** (users, groups, organization, subscribedSkus, roleManagement, ...) is a token bucket of
   resource units per 10 s (S < 50 users: 3,500; M 50-500: 5,000; L > 500: 8,000), each request costing RU from the
   documented table (users 2, subscribedSkus 3, group members 3, ... ; ``$select`` -1, ``$expand`` +1, ``$top`` < 20

@@ -28,10 +28,6 @@ class QueryError(Exception):
         self.message = message
 
 
-def unsupported_query(message: str = "Unsupported Query.") -> QueryError:
-    return QueryError(400, "Request_UnsupportedQuery", message)
-
-
 # ------------------------------------------------------------------------------------------------ $select / $top / ...
 
 
@@ -118,6 +114,46 @@ def parse_orderby(raw: str | None, schema: Collection[str], type_name: str) -> l
 def wants_count(query: dict[str, str], headers: Any) -> bool:
     """``$count=true`` only counts with ``ConsistencyLevel: eventual``; without the header it is silently ignored."""
     return query.get("$count", "").lower() == "true" and is_eventual(headers)
+
+
+_SEARCH_CLAUSE = re.compile(r'^"([A-Za-z]+):([^"]*)"$')
+_WORD = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+
+
+def parse_search(raw: str, searchable: Collection[str], headers: Any) -> Callable[[dict[str, Any]], bool]:
+    """``$search="displayName:room" OR "mail:room"`` (aad-advanced-queries.md): clauses joined by AND / OR (AND binds
+    tighter); each matches when a word of the property starts with the term (words split on spaces, symbols and
+    camelCase), ignoring case. Needs ``ConsistencyLevel: eventual``."""
+    if not is_eventual(headers):
+        raise QueryError(
+            400,
+            "Request_UnsupportedQuery",
+            "Request with $search query parameter only works through "
+            "MSGraph with a special request header: 'ConsistencyLevel: eventual'",
+        )
+    allowed = {name.lower(): name for name in searchable}
+    groups = []
+    for alternative in re.split(r"\s+OR\s+", raw.strip()):
+        clauses = []
+        for clause in re.split(r"\s+AND\s+", alternative.strip()):
+            match = _SEARCH_CLAUSE.match(clause.strip())
+            if not match or match.group(1).lower() not in allowed:
+                raise QueryError(
+                    400,
+                    "Request_UnsupportedQuery",
+                    f"Unsupported or invalid $search clause '{clause}': "
+                    f'use "property:term" with one of {", ".join(sorted(allowed.values()))}.',
+                )
+            clauses.append((allowed[match.group(1).lower()], match.group(2).lower()))
+        groups.append(clauses)
+    return lambda item: any(all(_search_hit(item.get(p), term) for p, term in clauses) for clauses in groups)
+
+
+def _search_hit(value: Any, term: str) -> bool:
+    if not isinstance(value, str):
+        return False
+    words = [w.lower() for w in _WORD.findall(value)]
+    return value.lower().startswith(term) or any(word.startswith(term) for word in words)
 
 
 def is_eventual(headers: Any) -> bool:

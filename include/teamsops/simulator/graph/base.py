@@ -188,6 +188,16 @@ class Call:
         )
 
 
+def check_options(call: Call, allowed: Iterable[str]) -> None:
+    """Refuse OData system query options the API does not support (Graph answers 400, e.g. ``$skip`` on /users),
+    rather than silently ignoring them."""
+    accepted = {name.lower() for name in allowed} | {"$skiptoken"}
+    for key in call.query:
+        if key.startswith("$") and key not in accepted:
+            code = "BadRequest" if call.workload == TEAMS else "Request_BadRequest"
+            raise GraphFailure(400, code, f"The query parameter '{key}' is not supported.")
+
+
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> SimResponse:
     return SimResponse(status, body, Headers(headers or {}))
 
@@ -207,6 +217,7 @@ class Listing:
     :param page_size: items per page (the caller applied ``$top``).
     :param flt: a parsed ``$filter`` evaluated on the full object.
     :param count: add ``@odata.count`` (first page only).
+    :param search: a ``$search`` predicate evaluated on the full object.
     """
 
     source: Sequence[Any]
@@ -216,33 +227,35 @@ class Listing:
     page_size: int
     flt: Filter | None = None
     count: bool = False
+    search: Callable[[dict[str, Any]], bool] | None = None
+
+    def accepts(self, raw: Any) -> dict[str, Any] | None:
+        """The full object when it passes ``$filter`` and ``$search``, else None."""
+        obj = self.full(raw)
+        if obj is None or (self.flt is not None and not self.flt.matches(obj)):
+            return None
+        return obj if self.search is None or self.search(obj) else None
 
 
 def page_response(call: Call, listing: Listing) -> SimResponse:
     """One page of a collection. The skiptoken holds the position in ``source`` (plus a checksum of the query so a
     token can't be replayed against another query); the nextLink repeats the original query, as Graph's do."""
     offset = _skip_offset(call)
-    items: list[dict[str, Any]] = []
-    position = offset
-    source, full, flt = listing.source, listing.full, listing.flt
+    source, items, position = listing.source, [], offset
     while position < len(source) and len(items) < listing.page_size:
-        obj = full(source[position])
+        obj = listing.accepts(source[position])
         position += 1
-        if obj is not None and (flt is None or flt.matches(obj)):
+        if obj is not None:
             items.append(listing.render(obj))
-    more = any(_keep(full, flt, source[i]) for i in range(position, len(source))) if position < len(source) else False
+    # A nextLink only when another item follows (Graph may also end with an empty page; clients handle both).
+    more = any(listing.accepts(source[i]) is not None for i in range(position, len(source)))
     body: dict[str, Any] = {"@odata.context": listing.context}
     if listing.count and offset == 0:
-        body["@odata.count"] = sum(1 for raw in source if _keep(full, flt, raw))
+        body["@odata.count"] = sum(1 for raw in source if listing.accepts(raw) is not None)
     if more:
         body["@odata.nextLink"] = _next_link(call, position)
     body["value"] = items
     return json_response(200, body)
-
-
-def _keep(full: Callable[[Any], dict | None], flt: Filter | None, raw: Any) -> bool:
-    obj = full(raw)
-    return obj is not None and (flt is None or flt.matches(obj))
 
 
 def _query_checksum(call: Call) -> int:

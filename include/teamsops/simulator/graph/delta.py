@@ -115,8 +115,15 @@ def _parse_options(call: Call, kind: str) -> tuple[list[str] | None, list[str] |
         raise GraphFailure(400, "Request_UnsupportedQuery", "Unsupported Query.")
     if expand:
         select = [*(select or GROUP_DEFAULT), "members"]
-    if call.query.get("$orderby"):
+    if call.query.get("$orderby") or call.query.get("$search"):
         raise GraphFailure(400, "Request_UnsupportedQuery", "Unsupported Query.")
+    if "$top" in call.query:  # user-delta.md: $top is not supported; page size comes from the Prefer header
+        raise GraphFailure(
+            400,
+            "Request_UnsupportedQuery",
+            "Unsupported Query: $top is not supported by delta queries; "
+            "send the header 'Prefer: odata.maxpagesize={n}' to choose the page size.",
+        )
     ids = None
     if call.query.get("$filter"):
         try:

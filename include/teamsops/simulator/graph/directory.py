@@ -11,6 +11,7 @@ from teamsops.simulator.graph.base import (
     Call,
     GraphFailure,
     Listing,
+    check_options,
     json_response,
     no_content,
     not_found,
@@ -64,6 +65,7 @@ def _top(call: Call) -> int:
 
 def list_organization(call: Call) -> SimResponse:
     call.require(perms.ORGANIZATION_READ)
+    check_options(call, ("$select",))
     selected = _select(call, ORGANIZATION_PROPERTIES, "microsoft.graph.organization")
     org = call.tenant.organization
     item = project(org, selected) if selected else dict(org)
@@ -74,6 +76,7 @@ def list_organization(call: Call) -> SimResponse:
 
 def get_organization(call: Call) -> SimResponse:
     call.require(perms.ORGANIZATION_READ)
+    check_options(call, ("$select",))
     if call.params["org"].lower() != call.tenant.id:
         raise not_found(call.params["org"])
     selected = _select(call, ORGANIZATION_PROPERTIES, "microsoft.graph.organization")
@@ -87,9 +90,7 @@ def get_organization(call: Call) -> SimResponse:
 def list_skus(call: Call) -> SimResponse:
     """subscribedsku-list.md: only ``$select`` is supported; no paging."""
     call.require(perms.ORGANIZATION_READ)
-    for option in ("$filter", "$top", "$orderby", "$expand", "$search"):
-        if option in call.query:
-            raise GraphFailure(400, "Request_BadRequest", f"The query parameter '{option}' is not supported.")
+    check_options(call, ("$select",))
     selected = _select(call, SKU_PROPERTIES, "microsoft.graph.subscribedSku")
     value = [project(s, selected) if selected else dict(s) for s in call.tenant.skus.values()]
     return json_response(
@@ -99,6 +100,7 @@ def list_skus(call: Call) -> SimResponse:
 
 def get_sku(call: Call) -> SimResponse:
     call.require(perms.ORGANIZATION_READ)
+    check_options(call, ("$select",))
     sku = next((s for s in call.tenant.skus.values() if s["id"].lower() == call.params["sku"].lower()), None)
     if sku is None:
         raise not_found(call.params["sku"])
@@ -112,6 +114,7 @@ def get_sku(call: Call) -> SimResponse:
 
 def list_role_definitions(call: Call) -> SimResponse:
     call.require(perms.ROLES_READ)
+    check_options(call, ("$select", "$filter"))
     selected = _select(call, ROLE_DEFINITION_PROPERTIES, "microsoft.graph.unifiedRoleDefinition")
     definitions = call.tenant.role_definitions
     listing = Listing(
@@ -157,6 +160,7 @@ def list_role_assignments(call: Call) -> SimResponse:
     """rbacapplication-list-roleassignments.md: ``$filter`` on principalId / roleDefinitionId, ``$expand=principal``
     (and ``roleDefinition``)."""
     call.require(perms.ROLES_READ)
+    check_options(call, ("$select", "$filter", "$expand", "$top"))
     expand = {n.lower() for n in parse_expand(call.query.get("$expand"))}
     if expand - {"principal", "roledefinition"}:
         raise GraphFailure(
@@ -199,6 +203,7 @@ def _deleted_item(call: Call, user_id: str, selected: list[str] | None) -> dict[
 
 def list_deleted_users(call: Call) -> SimResponse:
     call.require(perms.USERS_READ)
+    check_options(call, ("$select", "$top"))
     selected = user_select(call, True)
     deleted = call.tenant.deleted_users
     listing = Listing(
@@ -255,6 +260,7 @@ def purge_deleted_item(call: Call) -> SimResponse:
 
 def list_catalog_apps(call: Call) -> SimResponse:
     call.require(perms.CATALOG_READ)
+    check_options(call, ("$filter", "$expand"))
     expand = {n.lower() for n in parse_expand(call.query.get("$expand"))}
     definitions = call.tenant.app_definitions
 

@@ -3,6 +3,7 @@ members (with the ``/microsoft.graph.user`` cast) and owners."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from teamsops.simulator.graph import perms
@@ -10,14 +11,22 @@ from teamsops.simulator.graph.base import (
     Call,
     GraphFailure,
     Listing,
+    check_options,
     count_requires_eventual,
     json_response,
     not_found,
     page_response,
     select_context,
 )
-from teamsops.simulator.graph.schema import GROUP_DEFAULT, GROUP_FILTERABLE, GROUP_PROPERTIES, GROUP_TYPE, USER_DEFAULT
-from teamsops.simulator.graph.users import MAX_PAGE, check_filter, user_filter, user_select
+from teamsops.simulator.graph.schema import (
+    GROUP_DEFAULT,
+    GROUP_FILTERABLE,
+    GROUP_PROPERTIES,
+    GROUP_SEARCHABLE,
+    GROUP_TYPE,
+    USER_DEFAULT,
+)
+from teamsops.simulator.graph.users import MAX_PAGE, check_filter, user_filter, user_search, user_select
 from teamsops.simulator.http import SimResponse
 from teamsops.simulator.model import is_guid
 from teamsops.simulator.odata import (
@@ -25,6 +34,8 @@ from teamsops.simulator.odata import (
     Filter,
     QueryError,
     parse_filter,
+    parse_orderby,
+    parse_search,
     parse_select,
     parse_top,
     project,
@@ -75,25 +86,53 @@ def group_of(call: Call) -> dict[str, Any]:
     return group
 
 
+def _group_search(call: Call) -> Callable[[dict[str, Any]], bool] | None:
+    raw = call.query.get("$search")
+    if raw is None:
+        return None
+    try:
+        return parse_search(raw, GROUP_SEARCHABLE, call.req.headers)
+    except QueryError as error:
+        raise GraphFailure.from_query(error) from None
+
+
+def _ordered_group_ids(call: Call) -> list[str]:
+    """``$orderby=displayName`` (the only ordering group-list.md supports)."""
+    try:
+        keys = parse_orderby(call.query.get("$orderby"), GROUP_PROPERTIES, GROUP_TYPE)
+    except QueryError as error:
+        raise GraphFailure.from_query(error) from None
+    if any(name != "displayName" for name, _ in keys):
+        raise GraphFailure(400, "Request_UnsupportedQuery", "Unsupported Query.")
+    groups = call.tenant.groups
+    ids = list(groups)
+    for _, descending in keys:
+        ids.sort(key=lambda gid: (groups[gid].get("displayName") or "").lower(), reverse=descending)
+    return ids
+
+
 def list_groups(call: Call) -> SimResponse:
     call.require(perms.GROUPS_READ)
+    check_options(call, ("$select", "$filter", "$top", "$count", "$search", "$orderby"))
     selected, flt = _group_select(call), _group_filter(call)
-    count_requires_eventual(call, flt, ADVANCED_OPERATORS)
+    count_requires_eventual(call, flt, ADVANCED_OPERATORS, orderby="$orderby" in call.query)
     groups = call.tenant.groups
     listing = Listing(
-        source=list(groups),
+        source=_ordered_group_ids(call),
         full=groups.get,
         render=lambda g: group_item(g, selected),
         context=call.context_url(select_context("groups", selected)),
         page_size=_top(call),
         flt=flt,
         count=wants_count(call.query, call.req.headers),
+        search=_group_search(call),
     )
     return page_response(call, listing)
 
 
 def get_group(call: Call) -> SimResponse:
     call.require(perms.GROUPS_READ)
+    check_options(call, ("$select",))
     selected = _group_select(call)
     group = group_of(call)
     body = {
@@ -105,6 +144,7 @@ def get_group(call: Call) -> SimResponse:
 
 def _list_links(call: Call, index: dict[str, dict[str, None]], cast: bool) -> SimResponse:
     call.require(perms.GROUPS_READ)
+    check_options(call, ("$select", "$filter", "$top", "$count", "$search"))
     group = group_of(call)
     selected, flt = user_select(call, True), user_filter(call)
     count_requires_eventual(call, flt, ADVANCED_OPERATORS)
@@ -123,6 +163,7 @@ def _list_links(call: Call, index: dict[str, dict[str, None]], cast: bool) -> Si
         page_size=_top(call),
         flt=flt,
         count=wants_count(call.query, call.req.headers),
+        search=user_search(call),
     )
     return page_response(call, listing)
 
@@ -143,12 +184,14 @@ def list_owners(call: Call) -> SimResponse:
 def list_member_of(call: Call) -> SimResponse:
     """Groups the user is a direct member of (directory roles and administrative units are not modelled)."""
     call.require(perms.USERS_MEMBER_OF)
+    check_options(call, ("$select", "$top"))
     user = call.user()
+    selected = _group_select(call)
     groups = call.tenant.groups
     listing = Listing(
         source=list(call.tenant.member_of.get(user["id"], {})),
         full=groups.get,
-        render=lambda g: group_item(g, None, typed=True),
+        render=lambda g: group_item(g, selected, typed=True),
         context=call.context_url("directoryObjects"),
         page_size=_top(call),
     )

@@ -161,6 +161,20 @@ USER_FILTERABLE = frozenset(
     }
 )
 USER_ORDERABLE = frozenset({"displayName", "userPrincipalName", "createdDateTime"})
+# $search tokens (aad-advanced-queries.md: string properties indexed for search).
+USER_SEARCHABLE = (
+    "displayName",
+    "givenName",
+    "surname",
+    "mail",
+    "mailNickname",
+    "userPrincipalName",
+    "jobTitle",
+    "department",
+    "employeeId",
+    "otherMails",
+)
+GROUP_SEARCHABLE = ("displayName", "description", "mail", "mailNickname")
 
 # PATCH / POST: writable property -> JSON type check. Everything else in USER_PROPERTIES is read-only.
 USER_WRITABLE: dict[str, str] = {

@@ -16,6 +16,7 @@ from teamsops.simulator.graph.base import (
     Call,
     GraphFailure,
     Listing,
+    check_options,
     json_response,
     no_content,
     page_response,
@@ -98,6 +99,7 @@ def _membership(call: Call, team_id: str) -> str:
 def list_teams(call: Call) -> SimResponse:
     """``GET /teams``: id, displayName and description of every team."""
     call.require(perms.TEAMS_READ)
+    check_options(call, ("$select", "$filter", "$top"))
     selected = _select(call, TEAM_PROPERTIES, "microsoft.graph.team")
     teams = call.tenant.teams
     listing = Listing(
@@ -113,6 +115,7 @@ def list_teams(call: Call) -> SimResponse:
 
 def get_team(call: Call) -> SimResponse:
     call.require(perms.TEAMS_READ)
+    check_options(call, ("$select",))
     team_id = call.team_id()
     team = call.tenant.teams[team_id]
     members = call.tenant.team_member_ids(team_id)
@@ -137,6 +140,7 @@ def get_team(call: Call) -> SimResponse:
 
 def list_team_members(call: Call) -> SimResponse:
     call.require(perms.TEAM_MEMBERS_READ)
+    check_options(call, ("$select", "$filter", "$top"))
     team_id = call.team_id()
     selected = _select(call, MEMBER_PROPERTIES, "microsoft.graph.conversationMember")
 
@@ -157,6 +161,7 @@ def list_team_members(call: Call) -> SimResponse:
 
 def get_team_member(call: Call) -> SimResponse:
     call.require(perms.TEAM_MEMBERS_READ)
+    check_options(call, ())
     team_id = call.team_id()
     user_id = _membership(call, team_id)
     body = {
@@ -268,6 +273,7 @@ def _channel_item(call: Call, channel: dict[str, Any]) -> dict[str, Any]:
 
 def list_channels(call: Call) -> SimResponse:
     call.require(perms.CHANNELS_READ)
+    check_options(call, ("$select", "$filter"))
     team_id = call.team_id()
     selected = _select(call, CHANNEL_PROPERTIES, "microsoft.graph.channel")
     listing = Listing(
@@ -283,6 +289,7 @@ def list_channels(call: Call) -> SimResponse:
 
 def get_channel(call: Call) -> SimResponse:
     call.require(perms.CHANNELS_READ)
+    check_options(call, ())
     team_id = call.team_id()
     channel = next((c for c in call.tenant.channels.get(team_id, []) if c["id"] == call.params["channel"]), None)
     if channel is None:
@@ -324,6 +331,7 @@ def _render_installation(full: dict[str, Any], expand: set[str]) -> dict[str, An
 
 
 def _list_installations(call: Call, scope: str, target: str, context: str) -> SimResponse:
+    check_options(call, ("$filter", "$expand"))
     expand, flt = _expansions(call), _filter(call)
     listing = Listing(
         source=list(call.tenant.installed_app_ids(scope, target)),
@@ -361,6 +369,7 @@ def _user_installation(call: Call) -> tuple[dict[str, Any], str]:
 
 def get_user_app(call: Call) -> SimResponse:
     call.require(perms.USER_APPS_READ)
+    check_options(call, ("$expand",))
     user, app_id = _user_installation(call)
     item = _render_installation(_installation(call, user["id"], app_id), _expansions(call))
     context = call.context_url(f"users('{user['id']}')/teamwork/installedApps/$entity")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from teamsops.simulator.graph import perms
@@ -14,6 +15,7 @@ from teamsops.simulator.graph.base import (
     Call,
     GraphFailure,
     Listing,
+    check_options,
     count_requires_eventual,
     json_response,
     no_content,
@@ -28,6 +30,7 @@ from teamsops.simulator.graph.schema import (
     USER_ORDERABLE,
     USER_PROPERTIES,
     USER_REQUIRED_ON_CREATE,
+    USER_SEARCHABLE,
     USER_TYPE,
     USER_WRITABLE,
 )
@@ -41,6 +44,7 @@ from teamsops.simulator.odata import (
     parse_expand,
     parse_filter,
     parse_orderby,
+    parse_search,
     parse_select,
     parse_top,
     project,
@@ -140,8 +144,19 @@ def user_item(
 # ------------------------------------------------------------------------------------------------ reads
 
 
+def user_search(call: Call) -> Callable[[dict[str, Any]], bool] | None:
+    raw = call.query.get("$search")
+    if raw is None:
+        return None
+    try:
+        return parse_search(raw, USER_SEARCHABLE, call.req.headers)
+    except QueryError as error:
+        raise GraphFailure.from_query(error) from None
+
+
 def list_users(call: Call) -> SimResponse:
     call.require(perms.USERS_READ)
+    check_options(call, ("$select", "$filter", "$top", "$count", "$orderby", "$expand", "$search"))
     selected, flt = user_select(call, True), user_filter(call)
     maximum = MAX_PAGE_SIGN_IN_ACTIVITY if _needs_sign_in_activity(call, selected, flt) else MAX_PAGE
     top = _top(call, maximum)
@@ -158,6 +173,7 @@ def list_users(call: Call) -> SimResponse:
         page_size=top or DEFAULT_PAGE,
         flt=flt,
         count=wants_count(call.query, call.req.headers),
+        search=user_search(call),
     )
     return page_response(call, listing)
 
@@ -188,15 +204,19 @@ def _ordered_ids(users: dict[str, dict[str, Any]], orderby: list[tuple[str, bool
 
 def count_users(call: Call) -> SimResponse:
     call.require(perms.USERS_READ)
+    check_options(call, ("$filter", "$search"))
     if not is_eventual(call.req.headers):
         raise GraphFailure(400, "Request_BadRequest", "$count is not currently supported.")
-    flt = user_filter(call)
-    total = sum(1 for u in call.tenant.users.values() if flt is None or flt.matches(u))
+    flt, search = user_filter(call), user_search(call)
+    total = sum(
+        1 for u in call.tenant.users.values() if (flt is None or flt.matches(u)) and (search is None or search(u))
+    )
     return SimResponse(200, str(total), Headers({"Content-Type": "text/plain"}))
 
 
 def get_user(call: Call) -> SimResponse:
     call.require(perms.USERS_READ)
+    check_options(call, ("$select", "$expand"))
     selected = user_select(call, False)
     _needs_sign_in_activity(call, selected, None)
     user = call.user()
@@ -209,6 +229,7 @@ def get_user(call: Call) -> SimResponse:
 
 def get_manager(call: Call) -> SimResponse:
     call.require(perms.USERS_READ)
+    check_options(call, ("$select",))
     user = call.user()
     manager_id = call.tenant.manager_of.get(user["id"])
     if manager_id not in call.tenant.users:
@@ -223,6 +244,7 @@ def get_manager(call: Call) -> SimResponse:
 
 def list_direct_reports(call: Call) -> SimResponse:
     call.require(perms.USERS_READ)
+    check_options(call, ("$select", "$filter", "$top"))
     user = call.user()
     selected = user_select(call, True)
     users = call.tenant.users
