@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 
 import pytest
@@ -185,12 +184,15 @@ def test_big_tenants_have_teams_over_a_thousand_members():
     assert sizes[len(sizes) // 2] < 50, "most teams are small (heavy tail)"
 
 
-def test_hundred_thousand_users_generate_in_a_few_seconds():
-    started = time.perf_counter()
+def test_hundred_thousand_user_tenant_is_complete():
+    # How fast it generates is a benchmark figure (`python -m teamsops.simulator generate --users 100000`), not a test.
     tenant = generate_tenant(TenantSpec(users=100_000, teams=5_000, seed=1))
-    elapsed = time.perf_counter() - started
     assert tenant.user_count() == 100_000
-    assert elapsed < 10, f"generation took {elapsed:.1f}s"
+    sizes: dict[str, int] = {}
+    for row in tenant.snapshot("team_members"):
+        sizes[row["team_id"]] = sizes.get(row["team_id"], 0) + 1
+    assert len(sizes) == 5_000
+    assert sum(size > 1_000 for size in sizes.values()) >= 2
 
 
 def test_demo_directory_holds_one_tenant():

@@ -278,7 +278,11 @@ class Tenant:
         return (self.user_apps if scope == "user" else self.team_apps).get(target_id, {})
 
     def purge_expired_deleted_users(self, now: datetime | None = None) -> None:
-        """Hard-delete users soft-deleted more than 30 days ago (Entra does this automatically)."""
+        """Hard-delete users soft-deleted more than 30 days ago, as Entra does on its own.
+
+        Nothing calls this on a timer: generated tenants date their deleted users relative to the spec's fixed epoch
+        (so generation stays reproducible), and a clock-driven purge would delete them on the first request. Call it
+        (or ``DELETE /directory/deletedItems/{id}``) to exercise permanent deletion."""
         now = now or utcnow()
         with self.lock:
             for user_id in [u for u, d in self.deleted_users.items() if now - d.deleted_at > SOFT_DELETE_RETENTION]:
@@ -529,7 +533,7 @@ class Tenant:
                 self.log_change("user", report, {"manager"}, links=(("manager", user_id, True),))
 
     def purge_deleted_user(self, user_id: str) -> None:
-        """Permanent delete (from deletedItems, or automatically after 30 days)."""
+        """Permanent delete of a soft-deleted user; delta then reports it with ``@removed: {"reason": "deleted"}``."""
         with self.lock:
             del self.deleted_users[user_id]
             self.user_apps.pop(user_id, None)
