@@ -311,18 +311,20 @@ class _Parser:
         return None
 
     def expression(self) -> Node:
-        left = self.conjunction()
-        while self.keyword("or"):
-            right, first = self.conjunction(), left
-            left = lambda item, env, a=first, b=right: a(item, env) is True or b(item, env) is True  # noqa: E731
-        return left
+        return self._chain("or", self.conjunction, any)
 
     def conjunction(self) -> Node:
-        left = self.negation()
-        while self.keyword("and"):
-            right, first = self.negation(), left
-            left = lambda item, env, a=first, b=right: a(item, env) is True and b(item, env) is True  # noqa: E731
-        return left
+        return self._chain("and", self.negation, all)
+
+    def _chain(self, word: str, operand: Callable[[], Node], combine: Callable[[Iterable[bool]], bool]) -> Node:
+        """``operand (word operand)*``: ``or`` / ``and`` over operands that are exactly True, left to right and
+        short-circuiting; a single operand is returned as it is (it may be a value, not a condition)."""
+        operands = [operand()]
+        while self.keyword(word):
+            operands.append(operand())
+        if len(operands) == 1:
+            return operands[0]
+        return lambda item, env: combine(node(item, env) is True for node in operands)
 
     def negation(self) -> Node:
         if self.keyword("not"):

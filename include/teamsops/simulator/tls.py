@@ -135,17 +135,7 @@ def new_rsa_key() -> rsa.RSAPrivateKey:
 def self_signed_certificate(key: rsa.RSAPrivateKey, common_name: str, days: int = 365) -> x509.Certificate:
     """A self-signed certificate for ``key`` (what an admin uploads to an app registration as a credential)."""
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = _now()
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=days))
-        .sign(key, hashes.SHA256())
-    )
+    return _certificate_builder(name, name, key, days).sign(key, hashes.SHA256())
 
 
 def certificate_thumbprints(cert_pem: str | bytes) -> tuple[str, str]:
@@ -165,16 +155,9 @@ def _load_or_create_ca(root: Path) -> tuple[x509.Certificate, rsa.RSAPrivateKey]
         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "teamsops simulator"),
         x509.NameAttribute(NameOID.COMMON_NAME, "teamsops simulator local CA"),
     ])  # fmt: skip
-    now = _now()
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=_CA_DAYS))
+        _certificate_builder(name, name, key, _CA_DAYS)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(_key_usage(cert_sign=True), critical=True)
         .add_extension(ski, critical=False)
@@ -195,17 +178,11 @@ def _ensure_server_cert(root: Path, ca_cert: x509.Certificate, ca_key: rsa.RSAPr
     if cert is not None and key is not None and _usable(cert) and _same_key(cert, key) and _issued_by(cert, ca_cert):
         return
     key = new_rsa_key()
-    now = _now()
     sans: list[x509.GeneralName] = [x509.DNSName(n) for n in SERVER_DNS_NAMES]
     sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in SERVER_IPS]
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=_SERVER_DAYS))
+        _certificate_builder(subject, ca_cert.subject, key, _SERVER_DAYS)
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(cert_sign=False), critical=True)
@@ -217,6 +194,23 @@ def _ensure_server_cert(root: Path, ca_cert: x509.Certificate, ca_key: rsa.RSAPr
     _write_atomic(root / SERVER_KEY_FILE, _private_pem(key))
     _write_atomic(root / SERVER_CERT_FILE, cert.public_bytes(serialization.Encoding.PEM))
     log.info("issued a server certificate for %s in %s", ", ".join(SERVER_DNS_NAMES + SERVER_IPS), root)
+
+
+def _certificate_builder(
+    subject: x509.Name, issuer: x509.Name, key: rsa.RSAPrivateKey, days: int
+) -> x509.CertificateBuilder:
+    """What every certificate here has: subject, issuer, ``key``'s public key, a random serial, and a validity of
+    ``days`` that starts five minutes back so a peer whose clock runs slightly behind accepts it at once."""
+    now = _now()
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+    )
 
 
 def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:

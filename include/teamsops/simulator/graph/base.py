@@ -1,22 +1,36 @@
 """Shared pieces of the Graph v1.0 routes: the per-request :class:`Call`, Graph-shaped errors, permission checks,
-and the one paging routine every collection uses (``$top``, ``$filter``, ``$count``, opaque ``$skiptoken``
-nextLinks that embed the original query, graph-facts §2.1).
+the OData query options read the same way by every resource (``$select``, ``$filter``, ``$search``, ``$top``,
+``$orderby``, parameterised by the resource's property sets), and the one paging routine every collection uses
+(``$top``, ``$filter``, ``$count``, opaque ``$skiptoken`` nextLinks that embed the original query, graph-facts §2.1).
 """
 
 from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import parse_qsl
 
 from teamsops.simulator.http import CallContext, Headers, SimRequest, SimResponse
 from teamsops.simulator.model import Directory, RuleViolation, Tenant, is_guid, utcnow
-from teamsops.simulator.odata import Filter, QueryError, decode_token, encode_token, is_eventual, project, query_without
+from teamsops.simulator.odata import (
+    Filter,
+    QueryError,
+    decode_token,
+    encode_token,
+    is_eventual,
+    parse_filter,
+    parse_orderby,
+    parse_search,
+    parse_select,
+    parse_top,
+    project,
+    query_without,
+)
 
 DIRECTORY = "directory"  # Entra ID workload: Request_* / Authorization_RequestDenied codes
 TEAMS = "teams"  # Teams workload: NotFound / Forbidden / BadRequest codes
@@ -196,6 +210,96 @@ def check_options(call: Call, allowed: Iterable[str]) -> None:
         if key.startswith("$") and key not in accepted:
             code = "BadRequest" if call.workload == TEAMS else "Request_BadRequest"
             raise GraphFailure(400, code, f"The query parameter '{key}' is not supported.")
+
+
+# ------------------------------------------------------------------ query options
+# One reader per option for every resource; the resource's property sets are the parameters. Each turns the
+# parser's QueryError into the Graph error it describes.
+
+_T = TypeVar("_T")
+
+
+def _parsed(parse: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    try:
+        return parse(*args, **kwargs)
+    except QueryError as error:
+        raise GraphFailure.from_query(error) from None
+
+
+class FilterRules(NamedTuple):
+    """What ``$filter`` may use on one resource (without an advanced query), and the names Graph's errors quote.
+
+    :param properties: every property of the type; any other name is unknown.
+    :param filterable: the properties (or property paths such as ``signInActivity/lastSignInDateTime``) that
+        support ``$filter``.
+    :param resource: the resource name in the "unsupported filter clause" message (``User``).
+    :param type_name: the type in the "could not find a property" message (``microsoft.graph.user``).
+    """
+
+    properties: Collection[str]
+    filterable: Collection[str]
+    resource: str
+    type_name: str
+
+    def check(self, flt: Filter) -> None:
+        """Refuse filters on unknown or non-filterable properties, with Graph's two messages."""
+        known = {name.lower() for name in self.properties}
+        allowed = {name.lower() for name in self.filterable}
+        for path in flt.properties:
+            root = path.split("/")[0]
+            if root.lower() not in known:
+                raise GraphFailure(
+                    400, "Request_BadRequest", f"Could not find a property named '{root}' on type '{self.type_name}'."
+                )
+            if path.lower() not in allowed and root.lower() not in allowed:
+                raise GraphFailure(
+                    400,
+                    "Request_UnsupportedQuery",
+                    f"Unsupported or invalid query filter clause specified for property '{root}' "
+                    f"of resource '{self.resource}'.",
+                )
+
+
+def select_option(
+    call: Call, schema: Collection[str], type_name: str, code: str = "Request_BadRequest"
+) -> list[str] | None:
+    """``$select`` against ``schema`` (None when absent); ``code`` is the workload's error code for unknown names."""
+    return _parsed(parse_select, call.query.get("$select"), schema, type_name, code=code)
+
+
+def filter_option(call: Call, rules: FilterRules | None = None) -> Filter | None:
+    """``$filter`` (None when absent), checked against the resource's ``rules`` when it has any."""
+    raw = call.query.get("$filter")
+    if raw is None:
+        return None
+    flt = _parsed(parse_filter, raw)
+    if rules is not None:
+        rules.check(flt)
+    return flt
+
+
+def search_option(call: Call, searchable: Collection[str]) -> Callable[[dict[str, Any]], bool] | None:
+    """``$search`` over the ``searchable`` properties (None when absent); needs ``ConsistencyLevel: eventual``."""
+    raw = call.query.get("$search")
+    if raw is None:
+        return None
+    return _parsed(parse_search, raw, searchable, call.req.headers)
+
+
+def top_option(call: Call, maximum: int, default: int, strict: bool = True) -> int:
+    """The page size: ``$top`` (refused outside 1..maximum, or clamped when not ``strict``), else ``default``."""
+    return _parsed(parse_top, call.query.get("$top"), maximum, strict=strict) or default
+
+
+def orderby_option(
+    call: Call, schema: Collection[str], type_name: str, orderable: Collection[str]
+) -> list[tuple[str, bool]]:
+    """``$orderby`` as ``[(property, descending)]``; a known property outside ``orderable`` is an unsupported
+    query, as Graph answers it."""
+    keys = _parsed(parse_orderby, call.query.get("$orderby"), schema, type_name)
+    if any(name not in orderable for name, _ in keys):
+        raise GraphFailure(400, "Request_UnsupportedQuery", "Unsupported Query.")
+    return keys
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> SimResponse:

@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import quote
 
 from teamsops.simulator.graph import perms
-from teamsops.simulator.graph.base import Call, GraphFailure, json_response, select_context
+from teamsops.simulator.graph.base import Call, GraphFailure, json_response, select_context, select_option
 from teamsops.simulator.graph.schema import (
     GROUP_DEFAULT,
     GROUP_PROPERTIES,
@@ -44,7 +44,6 @@ from teamsops.simulator.odata import (
     encode_token,
     parse_expand,
     parse_filter,
-    parse_select,
     project,
 )
 
@@ -106,10 +105,7 @@ def _delta(call: Call, kind: str) -> SimResponse:
 def _parse_options(call: Call, kind: str) -> tuple[list[str] | None, list[str] | None]:
     schema = (*USER_PROPERTIES, "manager") if kind == "user" else (*GROUP_PROPERTIES, "members", "owners")
     type_name = USER_TYPE if kind == "user" else GROUP_TYPE
-    try:
-        select = parse_select(call.query.get("$select"), schema, type_name)
-    except QueryError as error:
-        raise GraphFailure.from_query(error) from None
+    select = select_option(call, schema, type_name)
     expand = [n.lower() for n in parse_expand(call.query.get("$expand"))]
     if expand and not (kind == "group" and expand == ["members"]):  # delta-query-groups.md allows $expand=members
         raise GraphFailure(400, "Request_UnsupportedQuery", "Unsupported Query.")

@@ -12,11 +12,14 @@ from teamsops.simulator.graph.base import (
     GraphFailure,
     Listing,
     check_options,
+    filter_option,
     json_response,
     no_content,
     not_found,
     page_response,
     select_context,
+    select_option,
+    top_option,
 )
 from teamsops.simulator.graph.schema import (
     ORGANIZATION_PROPERTIES,
@@ -30,34 +33,19 @@ from teamsops.simulator.graph.schema import (
 from teamsops.simulator.graph.users import DEFAULT_PAGE, MAX_PAGE, refuse_admin_target, user_item, user_select
 from teamsops.simulator.http import SimResponse
 from teamsops.simulator.model import RuleViolation, iso
-from teamsops.simulator.odata import Filter, QueryError, parse_expand, parse_filter, parse_select, parse_top, project
-
-
-def _select(call: Call, schema: tuple[str, ...], type_name: str) -> list[str] | None:
-    try:
-        return parse_select(call.query.get("$select"), schema, type_name)
-    except QueryError as error:
-        raise GraphFailure.from_query(error) from None
+from teamsops.simulator.odata import Filter, parse_expand, project
 
 
 def _filter(call: Call, allowed: set[str] | None = None) -> Filter | None:
-    raw = call.query.get("$filter")
-    if raw is None:
-        return None
-    try:
-        flt = parse_filter(raw)
-    except QueryError as error:
-        raise GraphFailure.from_query(error) from None
-    if allowed is not None and any(p.split("/")[0] not in allowed for p in flt.properties):
+    """``$filter``; with ``allowed``, only on those properties (any other is an unsupported query)."""
+    flt = filter_option(call)
+    if flt is not None and allowed is not None and any(p.split("/")[0] not in allowed for p in flt.properties):
         raise GraphFailure(400, "Request_UnsupportedQuery", "Unsupported Query.")
     return flt
 
 
 def _top(call: Call) -> int:
-    try:
-        return parse_top(call.query.get("$top"), MAX_PAGE) or DEFAULT_PAGE
-    except QueryError as error:
-        raise GraphFailure.from_query(error) from None
+    return top_option(call, MAX_PAGE, DEFAULT_PAGE)
 
 
 # ------------------------------------------------------------------------------------------------ organization, SKUs
@@ -66,7 +54,7 @@ def _top(call: Call) -> int:
 def list_organization(call: Call) -> SimResponse:
     call.require(perms.ORGANIZATION_READ)
     check_options(call, ("$select",))
-    selected = _select(call, ORGANIZATION_PROPERTIES, "microsoft.graph.organization")
+    selected = select_option(call, ORGANIZATION_PROPERTIES, "microsoft.graph.organization")
     org = call.tenant.organization
     item = project(org, selected) if selected else dict(org)
     return json_response(
@@ -79,7 +67,7 @@ def get_organization(call: Call) -> SimResponse:
     check_options(call, ("$select",))
     if call.params["org"].lower() != call.tenant.id:
         raise not_found(call.params["org"])
-    selected = _select(call, ORGANIZATION_PROPERTIES, "microsoft.graph.organization")
+    selected = select_option(call, ORGANIZATION_PROPERTIES, "microsoft.graph.organization")
     org = call.tenant.organization
     item = project(org, selected) if selected else dict(org)
     return json_response(
@@ -91,7 +79,7 @@ def list_skus(call: Call) -> SimResponse:
     """subscribedsku-list.md: only ``$select`` is supported; no paging."""
     call.require(perms.ORGANIZATION_READ)
     check_options(call, ("$select",))
-    selected = _select(call, SKU_PROPERTIES, "microsoft.graph.subscribedSku")
+    selected = select_option(call, SKU_PROPERTIES, "microsoft.graph.subscribedSku")
     value = [project(s, selected) if selected else dict(s) for s in call.tenant.skus.values()]
     return json_response(
         200, {"@odata.context": call.context_url(select_context("subscribedSkus", selected)), "value": value}
@@ -104,7 +92,7 @@ def get_sku(call: Call) -> SimResponse:
     sku = next((s for s in call.tenant.skus.values() if s["id"].lower() == call.params["sku"].lower()), None)
     if sku is None:
         raise not_found(call.params["sku"])
-    selected = _select(call, SKU_PROPERTIES, "microsoft.graph.subscribedSku")
+    selected = select_option(call, SKU_PROPERTIES, "microsoft.graph.subscribedSku")
     item = project(sku, selected) if selected else dict(sku)
     return json_response(200, {"@odata.context": call.context_url("subscribedSkus/$entity"), **item})
 
@@ -115,7 +103,7 @@ def get_sku(call: Call) -> SimResponse:
 def list_role_definitions(call: Call) -> SimResponse:
     call.require(perms.ROLES_READ)
     check_options(call, ("$select", "$filter"))
-    selected = _select(call, ROLE_DEFINITION_PROPERTIES, "microsoft.graph.unifiedRoleDefinition")
+    selected = select_option(call, ROLE_DEFINITION_PROPERTIES, "microsoft.graph.unifiedRoleDefinition")
     definitions = call.tenant.role_definitions
     listing = Listing(
         source=list(definitions),
@@ -169,7 +157,7 @@ def list_role_assignments(call: Call) -> SimResponse:
             f"Could not find a property named '{sorted(expand)[0]}' on type 'microsoft.graph.unifiedRoleAssignment'.",
         )
     flt = _filter(call, {"principalId", "roleDefinitionId", "directoryScopeId", "appScopeId", "id"})
-    selected = _select(call, ROLE_ASSIGNMENT_PROPERTIES, "microsoft.graph.unifiedRoleAssignment")
+    selected = select_option(call, ROLE_ASSIGNMENT_PROPERTIES, "microsoft.graph.unifiedRoleAssignment")
 
     def render(assignment: dict[str, Any]) -> dict[str, Any]:
         item = project(assignment, selected) if selected else dict(assignment)
@@ -225,7 +213,7 @@ def _deleted_user_id(call: Call) -> str:
 
 def get_deleted_item(call: Call) -> SimResponse:
     call.require(perms.USERS_READ)
-    selected = _select(call, (*USER_PROPERTIES, "deletedDateTime"), USER_TYPE)
+    selected = select_option(call, (*USER_PROPERTIES, "deletedDateTime"), USER_TYPE)
     item = _deleted_item(call, _deleted_user_id(call), selected)
     return json_response(200, {"@odata.context": call.context_url("directoryObjects/$entity"), **item})
 

@@ -3,20 +3,25 @@ members (with the ``/microsoft.graph.user`` cast) and owners."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from teamsops.simulator.graph import perms
 from teamsops.simulator.graph.base import (
     Call,
+    FilterRules,
     GraphFailure,
     Listing,
     check_options,
     count_requires_eventual,
+    filter_option,
     json_response,
     not_found,
+    orderby_option,
     page_response,
+    search_option,
     select_context,
+    select_option,
+    top_option,
 )
 from teamsops.simulator.graph.schema import (
     GROUP_DEFAULT,
@@ -26,23 +31,13 @@ from teamsops.simulator.graph.schema import (
     GROUP_TYPE,
     USER_DEFAULT,
 )
-from teamsops.simulator.graph.users import MAX_PAGE, check_filter, user_filter, user_search, user_select
+from teamsops.simulator.graph.users import MAX_PAGE, user_filter, user_search, user_select
 from teamsops.simulator.http import SimResponse
 from teamsops.simulator.model import is_guid
-from teamsops.simulator.odata import (
-    ADVANCED_OPERATORS,
-    Filter,
-    QueryError,
-    parse_filter,
-    parse_orderby,
-    parse_search,
-    parse_select,
-    parse_top,
-    project,
-    wants_count,
-)
+from teamsops.simulator.odata import ADVANCED_OPERATORS, project, wants_count
 
 DEFAULT_PAGE = 100  # group-list.md / group-list-members.md: 100 by default, $top up to 999
+GROUP_FILTER_RULES = FilterRules(GROUP_PROPERTIES, GROUP_FILTERABLE, "Group", GROUP_TYPE)
 
 
 def group_item(group: dict[str, Any], selected: list[str] | None, typed: bool = False) -> dict[str, Any]:
@@ -51,29 +46,11 @@ def group_item(group: dict[str, Any], selected: list[str] | None, typed: bool = 
 
 
 def _group_select(call: Call) -> list[str] | None:
-    try:
-        return parse_select(call.query.get("$select"), GROUP_PROPERTIES, GROUP_TYPE)
-    except QueryError as error:
-        raise GraphFailure.from_query(error) from None
-
-
-def _group_filter(call: Call) -> Filter | None:
-    raw = call.query.get("$filter")
-    if raw is None:
-        return None
-    try:
-        flt = parse_filter(raw)
-    except QueryError as error:
-        raise GraphFailure.from_query(error) from None
-    check_filter(flt, GROUP_PROPERTIES, GROUP_FILTERABLE, "Group", GROUP_TYPE)
-    return flt
+    return select_option(call, GROUP_PROPERTIES, GROUP_TYPE)
 
 
 def _top(call: Call) -> int:
-    try:
-        return parse_top(call.query.get("$top"), MAX_PAGE) or DEFAULT_PAGE
-    except QueryError as error:
-        raise GraphFailure.from_query(error) from None
+    return top_option(call, MAX_PAGE, DEFAULT_PAGE)
 
 
 def group_of(call: Call) -> dict[str, Any]:
@@ -86,24 +63,9 @@ def group_of(call: Call) -> dict[str, Any]:
     return group
 
 
-def _group_search(call: Call) -> Callable[[dict[str, Any]], bool] | None:
-    raw = call.query.get("$search")
-    if raw is None:
-        return None
-    try:
-        return parse_search(raw, GROUP_SEARCHABLE, call.req.headers)
-    except QueryError as error:
-        raise GraphFailure.from_query(error) from None
-
-
 def _ordered_group_ids(call: Call) -> list[str]:
     """``$orderby=displayName`` (the only ordering group-list.md supports)."""
-    try:
-        keys = parse_orderby(call.query.get("$orderby"), GROUP_PROPERTIES, GROUP_TYPE)
-    except QueryError as error:
-        raise GraphFailure.from_query(error) from None
-    if any(name != "displayName" for name, _ in keys):
-        raise GraphFailure(400, "Request_UnsupportedQuery", "Unsupported Query.")
+    keys = orderby_option(call, GROUP_PROPERTIES, GROUP_TYPE, ("displayName",))
     groups = call.tenant.groups
     ids = list(groups)
     for _, descending in keys:
@@ -114,7 +76,7 @@ def _ordered_group_ids(call: Call) -> list[str]:
 def list_groups(call: Call) -> SimResponse:
     call.require(perms.GROUPS_READ)
     check_options(call, ("$select", "$filter", "$top", "$count", "$search", "$orderby"))
-    selected, flt = _group_select(call), _group_filter(call)
+    selected, flt = _group_select(call), filter_option(call, GROUP_FILTER_RULES)
     count_requires_eventual(call, flt, ADVANCED_OPERATORS, orderby="$orderby" in call.query)
     groups = call.tenant.groups
     listing = Listing(
@@ -125,7 +87,7 @@ def list_groups(call: Call) -> SimResponse:
         page_size=_top(call),
         flt=flt,
         count=wants_count(call.query, call.req.headers),
-        search=_group_search(call),
+        search=search_option(call, GROUP_SEARCHABLE),
     )
     return page_response(call, listing)
 

@@ -216,51 +216,6 @@ USER_WRITABLE: dict[str, str] = {
 }
 USER_REQUIRED_ON_CREATE = ("accountEnabled", "displayName", "mailNickname", "userPrincipalName", "passwordProfile")
 
-GROUP_PROPERTIES = (
-    "allowExternalSenders",
-    "assignedLabels",
-    "assignedLicenses",
-    "autoSubscribeNewMembers",
-    "classification",
-    "createdDateTime",
-    "deletedDateTime",
-    "description",
-    "displayName",
-    "expirationDateTime",
-    "groupTypes",
-    "hasMembersWithLicenseErrors",
-    "hideFromAddressLists",
-    "hideFromOutlookClients",
-    "id",
-    "isArchived",
-    "isAssignableToRole",
-    "isSubscribedByMail",
-    "licenseProcessingState",
-    "mail",
-    "mailEnabled",
-    "mailNickname",
-    "membershipRule",
-    "membershipRuleProcessingState",
-    "onPremisesDomainName",
-    "onPremisesLastSyncDateTime",
-    "onPremisesNetBiosName",
-    "onPremisesProvisioningErrors",
-    "onPremisesSamAccountName",
-    "onPremisesSecurityIdentifier",
-    "onPremisesSyncEnabled",
-    "preferredDataLocation",
-    "preferredLanguage",
-    "proxyAddresses",
-    "renewedDateTime",
-    "resourceBehaviorOptions",
-    "resourceProvisioningOptions",
-    "securityEnabled",
-    "securityIdentifier",
-    "serviceProvisioningErrors",
-    "theme",
-    "unseenCount",
-    "visibility",
-)
 # Returned by default (the v1.0 group list example; Exchange-backed properties need $select on a single group).
 GROUP_DEFAULT = (
     "id",
@@ -295,6 +250,26 @@ GROUP_DEFAULT = (
     "visibility",
     "onPremisesProvisioningErrors",
     "serviceProvisioningErrors",
+)
+# Everything $select accepts on a group: the default set plus the properties returned only on $select (group.md;
+# the Exchange-backed ones among them only on a single group).
+GROUP_PROPERTIES = tuple(
+    sorted(
+        {
+            *GROUP_DEFAULT,
+            "allowExternalSenders",
+            "assignedLabels",
+            "assignedLicenses",
+            "autoSubscribeNewMembers",
+            "hasMembersWithLicenseErrors",
+            "hideFromAddressLists",
+            "hideFromOutlookClients",
+            "isArchived",
+            "isSubscribedByMail",
+            "licenseProcessingState",
+            "unseenCount",
+        }
+    )
 )
 GROUP_FILTERABLE = frozenset(
     {

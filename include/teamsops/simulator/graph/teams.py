@@ -17,10 +17,13 @@ from teamsops.simulator.graph.base import (
     GraphFailure,
     Listing,
     check_options,
+    filter_option,
     json_response,
     no_content,
     page_response,
     select_context,
+    select_option,
+    top_option,
 )
 from teamsops.simulator.graph.schema import (
     CHANNEL_PROPERTIES,
@@ -30,7 +33,7 @@ from teamsops.simulator.graph.schema import (
 )
 from teamsops.simulator.http import SimResponse
 from teamsops.simulator.model import RuleViolation, opaque_id, parse_opaque_id
-from teamsops.simulator.odata import Filter, QueryError, parse_expand, parse_filter, parse_select, parse_top, project
+from teamsops.simulator.odata import parse_expand, project
 
 MEMBER_TYPE = "#microsoft.graph.aadUserConversationMember"
 # GET /teams/{id}/members: team-list-members.md documents no page size. The roster is served from the group's
@@ -46,27 +49,12 @@ _APP_BIND = re.compile(r"appCatalogs/teamsApps(?:\('([^']+)'\)|/([^/?'()]+))/?$"
 
 
 def _select(call: Call, schema: tuple[str, ...], type_name: str) -> list[str] | None:
-    try:
-        return parse_select(call.query.get("$select"), schema, type_name, code="BadRequest")
-    except QueryError as error:
-        raise GraphFailure.from_query(error) from None
-
-
-def _filter(call: Call) -> Filter | None:
-    raw = call.query.get("$filter")
-    if raw is None:
-        return None
-    try:
-        return parse_filter(raw)
-    except QueryError as error:
-        raise GraphFailure.from_query(error) from None
+    return select_option(call, schema, type_name, code="BadRequest")
 
 
 def _top(call: Call, default: int) -> int:
-    try:
-        return parse_top(call.query.get("$top"), 999, strict=False) or default
-    except QueryError as error:
-        raise GraphFailure.from_query(error) from None
+    """Teams collections clamp an out-of-range ``$top`` to 1..999 instead of refusing it."""
+    return top_option(call, 999, default, strict=False)
 
 
 def member_item(call: Call, team_id: str, user_id: str) -> dict[str, Any]:
@@ -108,7 +96,7 @@ def list_teams(call: Call) -> SimResponse:
         render=lambda t: project(t, selected or TEAM_LIST_DEFAULT),
         context=call.context_url(select_context("teams", selected)),
         page_size=_top(call, TEAMS_PAGE),
-        flt=_filter(call),
+        flt=filter_option(call),
     )
     return page_response(call, listing)
 
@@ -153,7 +141,7 @@ def list_team_members(call: Call) -> SimResponse:
         render=render,
         context=call.context_url(f"teams('{team_id}')/members"),
         page_size=_top(call, MEMBERS_PAGE),
-        flt=_filter(call),
+        flt=filter_option(call),
         count=True,
     )
     return page_response(call, listing)
@@ -282,7 +270,7 @@ def list_channels(call: Call) -> SimResponse:
         render=lambda c: project(c, selected) if selected else c,
         context=call.context_url(f"teams('{team_id}')/channels"),
         page_size=1000,
-        flt=_filter(call),
+        flt=filter_option(call),
     )
     return page_response(call, listing)
 
@@ -332,7 +320,7 @@ def _render_installation(full: dict[str, Any], expand: set[str]) -> dict[str, An
 
 def _list_installations(call: Call, scope: str, target: str, context: str) -> SimResponse:
     check_options(call, ("$filter", "$expand"))
-    expand, flt = _expansions(call), _filter(call)
+    expand, flt = _expansions(call), filter_option(call)
     listing = Listing(
         source=list(call.tenant.installed_app_ids(scope, target)),
         full=lambda a: _installation(call, target, a),

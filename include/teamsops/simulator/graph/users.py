@@ -13,15 +13,21 @@ from teamsops.simulator.graph import perms
 from teamsops.simulator.graph.base import (
     DIRECTORY,
     Call,
+    FilterRules,
     GraphFailure,
     Listing,
     check_options,
     count_requires_eventual,
+    filter_option,
     json_response,
     no_content,
     not_found,
+    orderby_option,
     page_response,
+    search_option,
     select_context,
+    select_option,
+    top_option,
 )
 from teamsops.simulator.graph.schema import (
     USER_DEFAULT,
@@ -36,66 +42,27 @@ from teamsops.simulator.graph.schema import (
 )
 from teamsops.simulator.http import Headers, SimResponse
 from teamsops.simulator.model import SENSITIVE_USER_PROPERTIES, RuleViolation, is_guid
-from teamsops.simulator.odata import (
-    ADVANCED_OPERATORS,
-    Filter,
-    QueryError,
-    is_eventual,
-    parse_expand,
-    parse_filter,
-    parse_orderby,
-    parse_search,
-    parse_select,
-    parse_top,
-    project,
-    wants_count,
-)
+from teamsops.simulator.odata import ADVANCED_OPERATORS, Filter, is_eventual, parse_expand, project, wants_count
 
 DEFAULT_PAGE = 100  # user-list.md: 100 by default, $top up to 999 (500 with signInActivity)
 MAX_PAGE = 999
 MAX_PAGE_SIGN_IN_ACTIVITY = 500
+USER_FILTER_RULES = FilterRules(USER_PROPERTIES, USER_FILTERABLE, "User", USER_TYPE)
 
 
 # ------------------------------------------------------------------------------------------------ query options
 
 
-def check_filter(
-    flt: Filter, schema: tuple[str, ...], filterable: frozenset[str], resource: str, type_name: str
-) -> None:
-    """Refuse filters on unknown or non-filterable properties, with Graph's two messages."""
-    known = {name.lower() for name in schema}
-    allowed = {name.lower() for name in filterable}
-    for path in flt.properties:
-        root = path.split("/")[0]
-        if root.lower() not in known:
-            raise GraphFailure(
-                400, "Request_BadRequest", f"Could not find a property named '{root}' on type '{type_name}'."
-            )
-        if path.lower() not in allowed and root.lower() not in allowed:
-            raise GraphFailure(
-                400,
-                "Request_UnsupportedQuery",
-                f"Unsupported or invalid query filter clause specified for property '{root}' of resource '{resource}'.",
-            )
-
-
 def user_filter(call: Call) -> Filter | None:
-    raw = call.query.get("$filter")
-    if raw is None:
-        return None
-    try:
-        flt = parse_filter(raw)
-    except QueryError as error:
-        raise GraphFailure.from_query(error) from None
-    check_filter(flt, USER_PROPERTIES, USER_FILTERABLE, "User", USER_TYPE)
-    return flt
+    return filter_option(call, USER_FILTER_RULES)
+
+
+def user_search(call: Call) -> Callable[[dict[str, Any]], bool] | None:
+    return search_option(call, USER_SEARCHABLE)
 
 
 def user_select(call: Call, collection: bool) -> list[str] | None:
-    try:
-        selected = parse_select(call.query.get("$select"), USER_PROPERTIES, USER_TYPE)
-    except QueryError as error:
-        raise GraphFailure.from_query(error) from None
+    selected = select_option(call, USER_PROPERTIES, USER_TYPE)
     if collection and selected and USER_NOT_IN_COLLECTIONS & set(selected):
         raise GraphFailure(501, "NotImplemented", "This operation target is not yet supported.")
     return selected
@@ -144,24 +111,14 @@ def user_item(
 # ------------------------------------------------------------------------------------------------ reads
 
 
-def user_search(call: Call) -> Callable[[dict[str, Any]], bool] | None:
-    raw = call.query.get("$search")
-    if raw is None:
-        return None
-    try:
-        return parse_search(raw, USER_SEARCHABLE, call.req.headers)
-    except QueryError as error:
-        raise GraphFailure.from_query(error) from None
-
-
 def list_users(call: Call) -> SimResponse:
     call.require(perms.USERS_READ)
     check_options(call, ("$select", "$filter", "$top", "$count", "$orderby", "$expand", "$search"))
     selected, flt = user_select(call, True), user_filter(call)
     maximum = MAX_PAGE_SIGN_IN_ACTIVITY if _needs_sign_in_activity(call, selected, flt) else MAX_PAGE
-    top = _top(call, maximum)
+    page_size = top_option(call, maximum, DEFAULT_PAGE)
     expand = user_expand(call)
-    orderby = _orderby(call)
+    orderby = orderby_option(call, USER_PROPERTIES, USER_TYPE, USER_ORDERABLE)
     count_requires_eventual(call, flt, ADVANCED_OPERATORS, orderby=bool(orderby))
     users = call.tenant.users
     source = _ordered_ids(users, orderby)
@@ -170,29 +127,12 @@ def list_users(call: Call) -> SimResponse:
         full=users.get,
         render=lambda u: user_item(call, u, selected, expand),
         context=call.context_url(select_context("users", selected)),
-        page_size=top or DEFAULT_PAGE,
+        page_size=page_size,
         flt=flt,
         count=wants_count(call.query, call.req.headers),
         search=user_search(call),
     )
     return page_response(call, listing)
-
-
-def _top(call: Call, maximum: int) -> int | None:
-    try:
-        return parse_top(call.query.get("$top"), maximum)
-    except QueryError as error:
-        raise GraphFailure.from_query(error) from None
-
-
-def _orderby(call: Call) -> list[tuple[str, bool]]:
-    try:
-        keys = parse_orderby(call.query.get("$orderby"), USER_PROPERTIES, USER_TYPE)
-    except QueryError as error:
-        raise GraphFailure.from_query(error) from None
-    if any(name not in USER_ORDERABLE for name, _ in keys):
-        raise GraphFailure(400, "Request_UnsupportedQuery", "Unsupported Query.")
-    return keys
 
 
 def _ordered_ids(users: dict[str, dict[str, Any]], orderby: list[tuple[str, bool]]) -> list[str]:
@@ -253,7 +193,7 @@ def list_direct_reports(call: Call) -> SimResponse:
         full=users.get,
         render=lambda u: user_item(call, u, selected, typed=True),
         context=call.context_url("directoryObjects"),
-        page_size=_top(call, MAX_PAGE) or DEFAULT_PAGE,
+        page_size=top_option(call, MAX_PAGE, DEFAULT_PAGE),
         flt=user_filter(call),
     )
     return page_response(call, listing)
