@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -45,7 +46,7 @@ from teamsops.graph.retry import RETRY_STATUSES, RetryPolicy, RetryState, defaul
     parse_retry_after
 from teamsops.graph.settings import GraphSettings
 
-__all__ = ["DEFAULT_TIMEOUT", "DeltaResult", "DeltaStream", "GraphClient", "check_link"]
+__all__ = ["DEFAULT_TIMEOUT", "DeltaResult", "DeltaStream", "GraphClient", "RequestStats", "check_link"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,33 @@ class DeltaResult(NamedTuple):
 
     items: list[dict[str, Any]]
     delta_link: str
+
+
+class RequestStats:
+    """What one client sent: HTTP attempts (retries included), responses by status, connection failures.
+
+    Thread-safe; callers that want per-job figures take a :meth:`snapshot` before and after and subtract.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.sent = 0
+        self.failed = 0  # attempts that got no response (connection failures)
+        self.by_status: dict[int, int] = {}
+
+    def record(self, status: int | None) -> None:
+        with self._lock:
+            self.sent += 1
+            if status is None:
+                self.failed += 1
+            else:
+                self.by_status[status] = self.by_status.get(status, 0) + 1
+
+    def snapshot(self) -> dict[str, int]:
+        """``{"sent", "failed", "throttled" (429s), "unavailable" (503/504)}`` so far."""
+        with self._lock:
+            return {"sent": self.sent, "failed": self.failed, "throttled": self.by_status.get(429, 0),
+                    "unavailable": self.by_status.get(503, 0) + self.by_status.get(504, 0)}
 
 
 def check_link(url: str, graph_url: str) -> httpx.URL:
@@ -156,6 +184,7 @@ class GraphClient:
         self._sleep = sleep
         self._retry = RetryPolicy(max_attempts=max_attempts, max_retry_wait=max_retry_wait, jitter=jitter)
         self.rate_limiter = rate_limiter or RateLimiter(rate_limits, sleep=sleep)
+        self.stats = RequestStats()
         read_timeout = timeout.read if isinstance(timeout, httpx.Timeout) else timeout
         self._tokens: TokenProvider = graph_token_provider(settings, timeout=read_timeout or 60.0, on_token=on_token)
         self._http = httpx.Client(
@@ -206,7 +235,12 @@ class GraphClient:
 
     def token_roles(self) -> set[str]:
         """Application permissions in the current app-only token (its ``roles`` claim; read, not verified)."""
-        return set(decode_jwt_claims(self._tokens.token()).get("roles") or [])
+        return set(self.token_claims().get("roles") or [])
+
+    def token_claims(self) -> dict[str, Any]:
+        """Claims of the current app-only token (read, not verified): ``tid`` is the tenant GUID even when the
+        connection names the tenant by domain, ``roles`` the granted application permissions."""
+        return decode_jwt_claims(self._tokens.token())
 
     # ------------------------------------------------------------------------------------------ the one send path
     def request(
@@ -270,8 +304,10 @@ class GraphClient:
         try:
             response = self._http.request(method, url, json=json, headers=sent)
         except httpx.TransportError as err:
+            self.stats.record(None)
             self._connection_failure(err, method, rel, crid, state, safe)
             return None
+        self.stats.record(response.status_code)
         log.debug("%s %s -> %s in %.0f ms (request-id %s, client-request-id %s)", method, rel, response.status_code,
                   (time.monotonic() - started) * 1000, response.headers.get("request-id"), crid)
         return response
