@@ -57,3 +57,57 @@ def msteams_conn(monkeypatch: pytest.MonkeyPatch):
         return conn
 
     return install
+
+
+def _postgres_bindir() -> Path | None:
+    """Debian's PostgreSQL server binaries (package ``postgresql``), wherever this machine has them."""
+    import glob
+    import shutil
+
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
+    if shutil.which("pg_ctl"):
+        candidates.append(str(Path(shutil.which("pg_ctl")).parent))
+    return next((Path(c) for c in candidates if (Path(c) / "initdb").exists() and (Path(c) / "pg_ctl").exists()), None)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL server for the session: ``MSTEAMS_TEST_POSTGRES_URL`` if set, else a throw-away cluster
+    started here on a free port (as the ``postgres`` user when running as root, as initdb requires).
+
+    Without the server binaries the tests that need it are skipped on a developer machine, but fail in CI
+    (``.ci/run`` sets ``MSTEAMS_REQUIRE_SYSTEM_DEPS=1`` and installs Debian's ``postgresql``).
+    """
+    import shutil
+    import socket
+    import subprocess
+
+    if os.environ.get("MSTEAMS_TEST_POSTGRES_URL"):
+        yield os.environ["MSTEAMS_TEST_POSTGRES_URL"]
+        return
+    bindir = _postgres_bindir()
+    if bindir is None:
+        message = "PostgreSQL server binaries not found: install Debian's postgresql package (.ci/run does)"
+        if os.environ.get("MSTEAMS_REQUIRE_SYSTEM_DEPS") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    datadir = Path(tempfile.mkdtemp(prefix="teamsops-pg-"))
+    as_postgres: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(datadir, "postgres", "postgres")
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    def run(*args: str) -> None:
+        subprocess.run([*as_postgres, *args], check=True, capture_output=True, text=True)
+
+    run(str(bindir / "initdb"), "-D", str(datadir / "data"), "-A", "trust", "-U", "postgres", "--no-sync")
+    run(str(bindir / "pg_ctl"), "-D", str(datadir / "data"), "-l", str(datadir / "server.log"), "-w", "start",
+        "-o", f"-p {port} -k {datadir} -c listen_addresses=127.0.0.1 -c fsync=off")
+    try:
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        run(str(bindir / "pg_ctl"), "-D", str(datadir / "data"), "-m", "fast", "-w", "stop")
+        shutil.rmtree(datadir, ignore_errors=True)
