@@ -7,6 +7,10 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
+# Azurite (the Azure Storage emulator, from npm) for the abfs:// data-root tests, installed inside .venv.
+AZURITE_VERSION := 3.35.0
+NODE_BIN := $(CURDIR)/$(VENV)/node/node_modules/.bin
+AZURITE := $(NODE_BIN)/azurite-blob
 
 .PHONY: venv demo test constraints clean
 
@@ -21,8 +25,12 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 demo: venv
 	$(PY) scripts/demo.py
 
-test: venv
-	$(PY) -m pytest
+$(AZURITE): | venv
+	@command -v npm >/dev/null || { echo "make: npm (Node.js) is needed to install Azurite for the abfs:// tests"; exit 1; }
+	npm install --prefix $(VENV)/node --no-audit --no-fund --silent "azurite@$(AZURITE_VERSION)"
+
+test: venv $(AZURITE)
+	PATH="$(NODE_BIN):$$PATH" $(PY) -m pytest
 
 # Re-freeze the known-good environment after changing requirements*.txt.
 constraints: venv
