@@ -5,7 +5,10 @@ What it shows, in order:
 2. the ``msteams_default`` connection (the documented JSON contract) pointing at it;
 3. a token acquired through ``MSTeamsHook`` and the permission check;
 4. the tenant's users listed through the hook's Graph client, printed as a table;
-5. what a misconfigured connection says: a wrong secret, an unknown tenant, a missing permission.
+5. the main job: the ``msteams_sync`` DAG run for real (``dag.test()`` on a local SQLite metadata DB in
+   ``.demo/airflow``) into Parquet under ``.demo/msteams-data``, a per-table summary, then a few changes made
+   through Graph and an incremental run that picks up only those;
+6. what a misconfigured connection says: a wrong secret, an unknown tenant, a missing permission.
 
 Ctrl-C stops everything this script started.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,6 +27,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_DIR = REPO / ".demo"
+THROTTLE_SCALE = 10
 
 
 def main() -> int:
@@ -32,16 +37,30 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
 
-    os.environ["AIRFLOW_HOME"] = str(DEMO_DIR / "airflow")
-    os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    configure_airflow()
     simulator, connection = start_simulator(args)
     try:
         os.environ["AIRFLOW_CONN_MSTEAMS_DEFAULT"] = json.dumps(connection)
         run_main_job()
+        run_sync(connection)
         show_misconfigurations(connection)
     finally:
         stop(simulator)
     return 0
+
+
+def configure_airflow() -> None:
+    """Airflow reads its configuration when first imported: everything is set before that, inside ``.demo/``."""
+    os.environ["AIRFLOW_HOME"] = str(DEMO_DIR / "airflow")
+    os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
+    # Task logs go to the console under dag.test(); the demo prints its own summary instead.
+    os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
+    os.environ["MSTEAMS_DATA_ROOT"] = str(DEMO_DIR / "msteams-data")
+    # The simulator runs Graph's limits x10 (below), so the client may pace at x10 too. dag.test() runs one task at
+    # a time, so one shard per fan-out table gets the whole limit (a deployment runs its shards in parallel).
+    os.environ["MSTEAMS_RATE_LIMIT_SCALE"] = str(THROTTLE_SCALE)
+    os.environ.setdefault("MSTEAMS_GRAPH_POOL_SLOTS", "1")
 
 
 def start_simulator(args: argparse.Namespace) -> tuple[subprocess.Popen, dict]:
@@ -51,7 +70,7 @@ def start_simulator(args: argparse.Namespace) -> tuple[subprocess.Popen, dict]:
     ready, conn_file = state / "ready.json", state / "connections.json"
     ready.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "teamsops.simulator", "--log-level", "warning", "serve", "--port", "0",
-           "--throttle", "documented", "--throttle-scale", "10", "--users", str(args.users),
+           "--throttle", "documented", "--throttle-scale", str(THROTTLE_SCALE), "--users", str(args.users),
            "--teams", str(args.teams), "--seed", str(args.seed), "--state-dir", str(state),
            "--connection-file", str(conn_file), "--ready-file", str(ready)]  # fmt: skip
     print(f"Starting the simulator's demo tenant ({args.users:,} users, {args.teams:,} teams; Graph's documented "
@@ -97,6 +116,88 @@ def run_main_job() -> None:
     print("\nBy type and state:")
     print(users.groupby(["userType", "accountEnabled"]).size().rename("users").to_string())
     print()
+
+
+def run_sync(connection: dict) -> None:
+    """The ``msteams_sync`` DAG, run for real: a full run, a few changes through Graph, then an incremental run."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.utils.db import initdb
+
+    from teamsops_airflow.setup import ensure_pool
+
+    # The simulator regenerates its tenant on every start, so deltaLinks of an earlier demo mean nothing: start clean.
+    shutil.rmtree(DEMO_DIR / "msteams-data", ignore_errors=True)
+    print("Preparing the Airflow metadata DB (.demo/airflow) and the msteams_graph pool...")
+    initdb()
+    outcome, slots = ensure_pool()
+    print(f"Pool msteams_graph: {outcome} ({slots} slot(s)).")
+    bag = DagBag(dag_folder=str(REPO / "dags" / "msteams_sync.py"))
+    if bag.import_errors:
+        raise SystemExit(f"The sync DAG does not load: {bag.import_errors}")
+    dag = bag.dags["msteams_sync"]
+
+    full = _sync_once(dag, "Full sync")
+    changed = _change_a_few_things(connection)
+    print(f"\nChanged through Graph: {changed}.")
+    incremental = _sync_once(dag, "Incremental sync")
+    saved = 1 - incremental["totals"]["requests"] / max(full["totals"]["requests"], 1)
+    print(f"\nThe incremental run sent {incremental['totals']['requests']:,} requests instead of "
+          f"{full['totals']['requests']:,} ({saved:.0%} fewer); installed apps and channels have no change feed "
+          "and are re-read in full.")
+    print(f"Published tables: {DEMO_DIR / 'msteams-data'} (latest.json points at the current run).\n")
+
+
+def _sync_once(dag, title: str) -> dict:
+    """Run the DAG once and print the manifest of what it published, per table."""
+    from teamsops.sync import TABLE_ORDER
+
+    started = time.monotonic()
+    run = dag.test(logical_date=None)
+    elapsed = time.monotonic() - started
+    if run.state != "success":
+        raise SystemExit(f"{title}: the run {run.run_id} ended {run.state}; see the task logs above.")
+    manifest = _published_manifest()
+    print(f"\n{title}: run {run.run_id} finished in {elapsed:.1f} s, mode {manifest['mode']} "
+          f"({manifest['reason']}), tenant {manifest['tenant_id']}")
+    print(f"  {'table':<21}{'mode':>12}{'rows':>10}{'requests':>10}{'429s':>6}{'seconds':>9}")
+    for name in TABLE_ORDER:
+        table = manifest["tables"][name]
+        print(f"  {name:<21}{table['mode']:>12}{table['rows']:>10,}{table['requests']:>10,}{table['throttled']:>6,}"
+              f"{table['seconds']:>9.1f}")
+    totals = manifest["totals"]
+    print(f"  {'total':<21}{'':>12}{totals['rows']:>10,}{totals['requests']:>10,}{totals['throttled']:>6,}")
+    return manifest
+
+
+def _published_manifest() -> dict:
+    """The manifest ``latest.json`` points at (read through the same data root the DAG wrote to)."""
+    from teamsops.sync import read_latest
+    from teamsops_airflow.storage import data_root
+
+    root = data_root()
+    tenants = [p.name for p in root.iterdir() if (p / "latest.json").exists()]
+    latest = read_latest(root, tenants[0])
+    return json.loads((root / tenants[0] / latest["manifest_relative_path"]).read_text())
+
+
+def _change_a_few_things(connection: dict) -> str:
+    """A new hire, a department move and a leaver, made through Graph so the delta queries see them."""
+    from teamsops.graph import GraphClient, GraphSettings
+
+    settings = GraphSettings.from_mapping({"client_id": connection["login"], "client_secret": connection["password"],
+                                           **connection["extra"]})  # fmt: skip
+    with GraphClient(settings) as graph:
+        admins = {a["principalId"] for a in graph.paginate("/roleManagement/directory/roleAssignments")}
+        users = [u for u in graph.get("/users", params={"$select": "id,userPrincipalName", "$top": "40"})["value"]
+                 if u["id"] not in admins]  # Graph refuses an app deleting an admin without a privileged role
+        domain = users[-1]["userPrincipalName"].split("@", 1)[1]
+        graph.post("/users", json={
+            "accountEnabled": True, "displayName": "Demo Newhire", "mailNickname": "demo.newhire",
+            "userPrincipalName": f"demo.newhire@{domain}",
+            "passwordProfile": {"password": "Demo!-temporary-93", "forceChangePasswordNextSignIn": True}})
+        graph.patch(f"/users/{users[10]['id']}", json={"department": "Platform Engineering"})
+        graph.delete(f"/users/{users[15]['id']}")
+    return "1 user created, 1 moved to another department, 1 deleted"
 
 
 def show_misconfigurations(connection: dict) -> None:

@@ -26,6 +26,17 @@ for _name in [n for n in os.environ if n.startswith("AIRFLOW_CONN_")]:
     del os.environ[_name]
 
 
+@pytest.fixture(autouse=True)
+def fresh_secrets_masker() -> None:
+    """Start each test with an empty secrets masker, as every Airflow task process does (the supervisor resets it).
+
+    dag.test() runs every task of every test in this one process, where each access token a task masks would stay
+    registered and every later log line would be matched against all of them."""
+    from airflow.sdk._shared.secrets_masker import reset_secrets_masker
+
+    reset_secrets_masker()
+
+
 @pytest.fixture(scope="session")
 def sim() -> Iterator:
     """A simulator with a small generated tenant, shared by the whole session (tests must not rely on its
