@@ -26,7 +26,8 @@ from typing import Any
 import pendulum
 from airflow.sdk import DAG, Asset, ExceptionRetryPolicy, Param, RetryAction, RetryRule, get_current_context, task
 
-from teamsops_airflow.dag_defaults import DEFAULT_ARGS, DEFAULT_CONN_ID, GRAPH_RETRY_POLICY, Tag, tenant_connection_ids
+from teamsops_airflow.dag_defaults import (DEFAULT_ARGS, DEFAULT_CONN_ID, GRAPH_RETRY_POLICY, Tag, table_asset_uri,
+                                          tenant_connection_ids)
 from teamsops_airflow.sync_tasks import FANOUT_TABLES, GRAPH_POOL, TABLE_ORDER, TABLE_PARENTS
 
 DAG_ID = Path(__file__).stem
@@ -48,7 +49,7 @@ def dag_id_for(conn_id: str) -> str:
 
 
 def table_asset(conn_id: str, table: str) -> Asset:
-    return Asset(f"msteams://{conn_id}/{table}")
+    return Asset(table_asset_uri(conn_id, table))
 
 
 def build(conn_id: str) -> DAG:

@@ -63,3 +63,9 @@ def tenant_connection_ids() -> list[str]:
     """
     extra = [c.strip() for c in os.getenv("MSTEAMS_TENANTS", "").split(",") if c.strip()]
     return [DEFAULT_CONN_ID] + [c for c in dict.fromkeys(extra) if c != DEFAULT_CONN_ID]
+
+
+def table_asset_uri(conn_id: str, table: str) -> str:
+    """The asset a sync DAG's ``publish`` task emits for one table of one tenant connection (the reports DAGs are
+    scheduled on these)."""
+    return f"msteams://{conn_id}/{table}"

@@ -12,7 +12,9 @@ either honoured or asked again: never a failed run, never a write without an ans
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -54,13 +56,22 @@ def audit_url(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="module")
-def airflow(sim, audit_url) -> Iterator:
-    """One deployment for the module (it must leave no process behind)."""
+def data_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("msteams-data")
+
+
+@pytest.fixture(scope="module")
+def airflow(sim, audit_url, data_root) -> Iterator:
+    """One deployment for the module (it must leave no process behind), set up as an operator would: the
+    project's pool created by ``python -m teamsops_airflow.setup`` against the deployment's metadata DB."""
     connections = {"msteams_default": sim.connection(),
                    "msteams_audit": {"conn_type": "sqlite", "host": audit_url.removeprefix("sqlite:///")}}
     started = time.monotonic()
-    with _airflow_server().run_airflow(connections=connections,
-                                       extra_env={"MSTEAMS_APPROVERS": "itops,itops2,admin"}) as server:
+    extra_env = {"MSTEAMS_APPROVERS": "itops,itops2,admin", "MSTEAMS_DATA_ROOT": f"file://{data_root}"}
+    with _airflow_server().run_airflow(connections=connections, extra_env=extra_env) as server:
+        setup = subprocess.run([sys.executable, "-m", "teamsops_airflow.setup"], env=server.env, text=True,
+                               capture_output=True, timeout=120)  # fmt: skip
+        assert setup.returncode == 0, setup.stdout + setup.stderr
         server.wait_for_dag(DAG_ID)
         log.info("Airflow ready in %.1f s", time.monotonic() - started)
         yield server
@@ -181,3 +192,66 @@ def test_early_answers_are_honoured_or_asked_again(airflow, sim, audit_url) -> N
         (decision,) = [r for r in audit_rows(audit_url, run_id) if r["phase"] == "approval"]
         assert (decision["outcome"], decision["approver"]) == ("approved", "itops2")
         assert bool(decision["details"]) is (attempts[run_id] > 1)  # the audit log says it was asked again
+
+
+def test_sync_then_offboarding_through_the_rest_api(airflow, sim, audit_url, data_root) -> None:
+    """Issue 5's operator story: a sync triggered by itops lands the tenant; an offboarding triggered by itops is
+    refused to the auditor (403), approved by itops2, and leaves the tenant and the audit log as planned."""
+    import pandas as pd
+
+    airflow.wait_for_dag("msteams_sync")
+    airflow.wait_for_dag("msteams_offboard_user")
+    t = sim.tenant
+    sync_run = airflow.trigger("msteams_sync", {}, as_user="itops")
+    assert airflow.wait_for_state("msteams_sync", sync_run, timeout=240) == "success", \
+        airflow.task_states("msteams_sync", sync_run)
+    latest = json.loads((data_root / sim.tenant.id / "latest.json").read_text())
+    # Unpausing the @daily DAG also starts its latest scheduled run; ours (max_active_runs=1) ran after it.
+    assert latest["run_id"] == sync_run
+    users = pd.read_parquet(_table_url(data_root / sim.tenant.id, latest["tables"]["users"]["path"]))
+    assert sorted(users["id"]) == sorted(t.users)
+    members = pd.read_parquet(_table_url(data_root / sim.tenant.id, latest["tables"]["team_members"]["path"]))
+    assert len(members) == sum(len(t.group_members.get(tid, {})) for tid in t.teams)
+
+    uid = next(u for u in plain_users(sim, 40) if t.manager_of.get(u) and len(t.joined_team_ids(u)) >= 2)
+    upn = t.users[uid]["userPrincipalName"]
+    teams = t.joined_team_ids(uid)
+    new_owner = next(u for u in plain_users(sim, 40) if u != uid)
+    manager = t.manager_of[uid]
+    mark, messages_before = len(sim.journal()), len(t.bot_messages)
+    run_id = airflow.trigger("msteams_offboard_user",
+                             {"user": upn, "new_owner": t.users[new_owner]["userPrincipalName"], **DESTRUCTIVE},
+                             as_user="itops")
+    pending = airflow.wait_for_approval("msteams_offboard_user", run_id)
+    assert upn in pending["body"]
+    assert sim.journal(mark) == []
+    assert airflow.answer("msteams_offboard_user", run_id, "approve", approve=True,
+                          as_user="auditor").status_code == 403
+    assert airflow.answer("msteams_offboard_user", run_id, "approve", approve=True,
+                          as_user="itops2").status_code == 200
+    state, _ = airflow.answer_until_finished("msteams_offboard_user", run_id, as_user="itops2")
+    assert state == "success", airflow.task_states("msteams_offboard_user", run_id)
+
+    assert t.users[uid]["accountEnabled"] is False
+    assert t.joined_team_ids(uid) == [] and t.manager_of.get(uid) is None
+    paths = [(e["method"], e["path"]) for e in sim.journal(mark)]
+    assert ("POST", f"/v1.0/users/{uid}/revokeSignInSessions") in paths
+    assert sum(1 for m, p in paths if m == "DELETE" and "/members/" in p) == len(teams)
+    assert [m["user_id"] for m in t.bot_messages[messages_before:]] == [manager]  # the manager is told, once
+    rows = audit_rows(audit_url, run_id)
+    assert [(r["outcome"], r["requester"], r["approver"]) for r in rows if r["phase"] == "approval"] == \
+        [("approved", "itops", "itops2")]
+    assert [r["outcome"] for r in rows if r["phase"] == "run"] == ["success"]
+    applied = [r for r in rows if r["phase"] == "apply" and r["outcome"] == "applied"]
+    assert {r["step_kind"] for r in applied} == {"revoke_sessions", "disable_user", "remove_team_member",
+                                                  "remove_manager", "send_user_message"}
+    # Enough to undo: the prior accountEnabled, manager and memberships are on the record.
+    before = {r["step_kind"]: r["before"] for r in applied if r["target_id"] == uid}
+    assert before["disable_user"]["accountEnabled"] is True
+    assert before["remove_manager"]["manager"]["id"] == manager
+    assert len([r for r in applied if r["step_kind"] == "remove_team_member"]) == len(teams)
+
+
+def _table_url(tenant_dir: Path, path: str) -> str:
+    """latest.json paths are absolute URLs or relative to the tenant folder (issue 3)."""
+    return path if "://" in path else str(tenant_dir / path)

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -69,6 +70,39 @@ def test_serve_until_sigterm(tmp_path):
     assert f"listening on https://127.0.0.1:{port}" in out
     assert "documented limits x 10" in out
     assert "simulator stopped" in out
+
+
+def test_serve_with_a_public_url_for_another_network(tmp_path):
+    """On a compose network clients reach the simulator by its service name: the connection file says so, and the
+    server certificate names that host (checked by a real TLS handshake with that server name)."""
+
+    port = _free_port()
+    ready, conns = tmp_path / "ready.json", tmp_path / "conns.json"
+    public = f"https://msteams-simulator:{port}"
+    cmd = [sys.executable, "-m", "teamsops.simulator", "serve", "--host", "127.0.0.1", "--port", str(port),
+           "--public-url", public + "/", "--users", "20", "--teams", "2", "--state-dir", str(tmp_path / "state"),
+           "--connection-file", str(conns), "--ready-file", str(ready)]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        info = _wait_for(ready, proc)
+        assert info["base_url"] == public
+        extra = json.loads(conns.read_text())["msteams_default"]["extra"]
+        assert extra["graph_url"] == public and extra["authority_host"].startswith(public)
+        ca = ssl.create_default_context(cafile=info["ca_path"])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+                ca.wrap_socket(raw, server_hostname="msteams-simulator") as tls:
+            assert tls.version()
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            with pytest.raises(ssl.SSLCertVerificationError):
+                ca.wrap_socket(raw, server_hostname="some-other-host").close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=20)
+    assert proc.returncode == 0
+
+    bad = subprocess.run([*cmd[:cmd.index("--public-url") + 1], "http://nope", "--port", "0"], cwd=REPO,
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert bad.returncode == 2 and "must be an https:// URL" in bad.stderr
 
 
 def test_generate_prints_counts_and_time():

@@ -22,6 +22,7 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 log = logging.getLogger("teamsops.simulator")
 
@@ -41,8 +42,12 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve_cmd = commands.add_parser("serve", help="run the simulator over HTTPS")
-    serve_cmd.add_argument("--host", default="127.0.0.1", help="bind address (127.0.0.1, localhost or ::1)")
+    serve_cmd.add_argument("--host", default="127.0.0.1", help="bind address (default loopback; 0.0.0.0 only on a private container network: the admin API is unauthenticated)")
     serve_cmd.add_argument("--port", type=int, default=8443, help="TCP port (0 picks a free one)")
+    serve_cmd.add_argument("--public-url", default=None,
+                           help="the URL clients use when it is not the bind address, e.g. https://msteams-simulator:8443 "
+                                "on a compose network: written into the connection file, and its host is added to the "
+                                "server certificate")
     _tenant_args(serve_cmd)
     serve_cmd.add_argument("--tenants", type=int, default=1, help="number of tenants (the first is the demo tenant)")
     serve_cmd.add_argument("--latency-ms", type=float, default=0, help="latency added to every request")
@@ -91,7 +96,12 @@ def serve(args: argparse.Namespace) -> int:
     from teamsops.simulator.tls import ensure_tls, load_or_create_signing_key
 
     state = Path(args.state_dir)
-    tls = ensure_tls(state)
+    public_url = args.public_url.rstrip("/") if args.public_url else None
+    public_host = urlsplit(public_url).hostname if public_url else None
+    if public_url and (urlsplit(public_url).scheme != "https" or not public_host):
+        print(f"--public-url {args.public_url!r} must be an https:// URL with a host name", file=sys.stderr)
+        return 2
+    tls = ensure_tls(state, extra_names=[public_host] if public_host else [])
     specs = tenant_specs(args.users, args.teams, args.seed, max(1, args.tenants))
     started = time.perf_counter()
     directory, tenants = build_directory(specs[0], specs[1:])
@@ -105,7 +115,7 @@ def serve(args: argparse.Namespace) -> int:
         print(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}. Pick another --port (0 = any free "
               "port) or stop the process using it.", file=sys.stderr)
         return 2
-    base_url = server.base_url
+    base_url = public_url or server.base_url
     conn_file = Path(args.connection_file) if args.connection_file else state / "connections.json"
     ca_path = str(tls.ca_path.resolve())
     connections = {connection_id(i): connection_for(t, base_url, ca_path) for i, t in enumerate(tenants)}

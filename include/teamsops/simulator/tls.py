@@ -18,6 +18,7 @@ import os
 import ssl
 import tempfile
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,17 +99,19 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def ensure_tls(state_dir: str | os.PathLike[str]) -> TlsMaterial:
+def ensure_tls(state_dir: str | os.PathLike[str], extra_names: Iterable[str] = ()) -> TlsMaterial:
     """Return the CA and server certificate in ``state_dir``, creating (or renewing) them when needed.
 
     The CA is kept as long as it is valid, so a client that trusts ``ca.pem`` keeps working across restarts;
-    the server certificate is re-issued when it is missing, near expiry, or not signed by the current CA.
+    the server certificate is re-issued when it is missing, near expiry, not signed by the current CA, or does not
+    name every host in ``extra_names`` (DNS names or IP addresses clients use besides localhost, e.g. the service
+    name ``msteams-simulator`` on a compose network).
     """
     root = Path(state_dir)
     root.mkdir(parents=True, exist_ok=True)
     with _lock:
         ca_cert, ca_key = _load_or_create_ca(root)
-        _ensure_server_cert(root, ca_cert, ca_key)
+        _ensure_server_cert(root, ca_cert, ca_key, _subject_names(extra_names))
     return TlsMaterial(root / CA_FILE, root / SERVER_CERT_FILE, root / SERVER_KEY_FILE)
 
 
@@ -172,14 +175,38 @@ def _load_or_create_ca(root: Path) -> tuple[x509.Certificate, rsa.RSAPrivateKey]
     return cert, key
 
 
-def _ensure_server_cert(root: Path, ca_cert: x509.Certificate, ca_key: rsa.RSAPrivateKey) -> None:
+def _subject_names(extra: Iterable[str]) -> list[x509.GeneralName]:
+    """The server certificate's subject alternative names: localhost's, then ``extra`` (hosts or IPs)."""
+    names: list[x509.GeneralName] = [x509.DNSName(n) for n in SERVER_DNS_NAMES]
+    names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in SERVER_IPS]
+    for host in extra:
+        host = host.strip().strip("[]")
+        if not host:
+            continue
+        try:
+            name: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(host))
+        except ValueError:
+            name = x509.DNSName(host.lower())
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def _names_of(cert: x509.Certificate) -> list[x509.GeneralName]:
+    try:
+        return list(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+    except x509.ExtensionNotFound:
+        return []
+
+
+def _ensure_server_cert(root: Path, ca_cert: x509.Certificate, ca_key: rsa.RSAPrivateKey,
+                        sans: list[x509.GeneralName]) -> None:
     cert = _read_cert(root / SERVER_CERT_FILE)
     key = _read_key(root / SERVER_KEY_FILE)
-    if cert is not None and key is not None and _usable(cert) and _same_key(cert, key) and _issued_by(cert, ca_cert):
+    if (cert is not None and key is not None and _usable(cert) and _same_key(cert, key) and _issued_by(cert, ca_cert)
+            and all(name in _names_of(cert) for name in sans)):
         return
     key = new_rsa_key()
-    sans: list[x509.GeneralName] = [x509.DNSName(n) for n in SERVER_DNS_NAMES]
-    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in SERVER_IPS]
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     cert = (
         _certificate_builder(subject, ca_cert.subject, key, _SERVER_DAYS)
