@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 _EXTRA_PREFIX = "extra__msteams__"
 _SETTINGS_KEYS = (
     "tenant_id", "access", "cloud", "certificate", "certificate_path", "thumbprint", "authority_host", "graph_url",
-    "verify", "bot_app_id", "bot_app_secret", "bot_service_url", "bot_authority_host",
+    "verify", "bot_app_id", "bot_app_secret", "bot_tenant", "bot_service_url", "bot_authority_host",
 )  # fmt: skip
 
 

@@ -70,6 +70,12 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "description": "Client secret of the bot app. Empty: the same secret as above.",
         "schema": _SECRET,
     },
+    "bot_tenant": {
+        "label": "Bot tenant",
+        "description": "Who issues bot tokens: empty = the tenant above (single-tenant bot); botframework.com for a "
+                       "multi-tenant bot registration.",
+        "schema": _STRING,
+    },
     "bot_service_url": {
         "label": "Bot service URL",
         "description": "Bot Framework service URL, e.g. https://smba.trafficmanager.net/teams/. Empty: the cloud's default.",

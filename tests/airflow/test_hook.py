@@ -104,8 +104,22 @@ def test_connection_type_is_registered_with_its_form():
     assert manager.hooks["msteams"].hook_name == "Microsoft Teams (App Registration)"
     widgets = manager.connection_form_widgets
     for field in ("tenant_id", "access", "cloud", "certificate", "thumbprint", "authority_host", "graph_url", "verify",
-                  "bot_app_id", "bot_app_secret", "bot_service_url", "bot_authority_host"):
+                  "bot_app_id", "bot_app_secret", "bot_tenant", "bot_service_url", "bot_authority_host"):
         assert f"extra__msteams__{field}" in widgets, field
     assert widgets["extra__msteams__bot_app_secret"].is_sensitive
     behaviour = manager.field_behaviours["msteams"]
     assert behaviour["relabeling"]["login"] == "Application (client) ID"
+
+
+def test_bot_tenant_reaches_the_settings(monkeypatch):
+    """A multi-tenant bot registration gets its tokens from botframework.com, set on the connection."""
+    import json
+
+    from teamsops_airflow.hooks import MSTeamsHook
+
+    conn = {"conn_type": "msteams", "login": "11111111-2222-3333-4444-555555555555", "password": "secret",
+            "extra": {"tenant_id": "contoso.onmicrosoft.com", "bot_tenant": "botframework.com"}}
+    monkeypatch.setenv("AIRFLOW_CONN_MSTEAMS_BOTS", json.dumps(conn))
+    settings = MSTeamsHook("msteams_bots").settings
+    assert settings.bot_tenant == "botframework.com"
+    assert settings.effective_bot_tenant == settings.preset.bot_framework_tenant != "contoso.onmicrosoft.com"
