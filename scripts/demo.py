@@ -34,9 +34,11 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parent.parent
 SYNC_DAG = "msteams_sync"
+REPORTS_DAG = "msteams_reports"
 OFFBOARD_DAG = "msteams_offboard_user"
 TENANT_DEFAULTS = {"users": 3000, "teams": 300, "seed": 42, "throttle_scale": 10.0, "sim_port": 8443}
 # Every process this script starts carries this variable (Airflow passes it on to its workers and task processes),
@@ -192,9 +194,12 @@ class Demo:
 
         # Paused again on the way out, so the daily schedule never starts a run before this script's next trigger.
         stack.callback(self._pause, airflow)
+        # The reports DAG runs on the assets the sync publishes: unpaused first, it reports on this very sync.
+        reports_before = self._unpause_reports(airflow)
         manifest = self._sync(airflow, full_refresh, why_full)
         self._unpause_actions(airflow)
-        self._print_summary(airflow, manifest, first_run)
+        report = self._wait_for_report(airflow, reports_before, manifest)
+        self._print_summary(airflow, manifest, first_run, report)
 
     def _previous_session(self) -> tuple[bool, str]:
         """Whether this run must re-read everything: the simulator regenerates its tenant at each start, so writes
@@ -289,6 +294,39 @@ class Demo:
             airflow.request("PATCH", f"/dags/{dag['dag_id']}", "itops", json={"is_paused": False}).raise_for_status()
 
     @staticmethod
+    def _unpause_reports(airflow: Any) -> int:
+        """Unpause the reports DAG; return how many runs it had (the next one is this sync's report)."""
+        details = airflow.wait_for_dag(REPORTS_DAG, as_user="itops", timeout=120, unpause=False)
+        if details.get("is_paused"):
+            airflow.request("PATCH", f"/dags/{REPORTS_DAG}", "itops", json={"is_paused": False}).raise_for_status()
+        resp = airflow.request("GET", f"/dags/{REPORTS_DAG}/dagRuns", "itops", params={"limit": 1})
+        resp.raise_for_status()
+        return int(resp.json()["total_entries"])
+
+    def _wait_for_report(self, airflow: Any, runs_before: int, manifest: dict[str, Any],
+                         timeout: float = 180.0) -> dict[str, Any] | None:
+        """Wait for the report of this sync (the reports DAG's next run); its ``reports/latest.json``, or None
+        with a line saying why (the demo goes on: the data is there either way)."""
+        print(f"Waiting for {REPORTS_DAG} (scheduled on the assets the sync just published)...")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            resp = airflow.request("GET", f"/dags/{REPORTS_DAG}/dagRuns", "itops",
+                                   params={"limit": 1, "order_by": "-run_after"})
+            resp.raise_for_status()
+            body = resp.json()
+            if body["total_entries"] > runs_before and body["dag_runs"][0]["state"] in ("success", "failed"):
+                run = body["dag_runs"][0]
+                if run["state"] == "failed":
+                    print(f"  {REPORTS_DAG} run {run['dag_run_id']} failed: see its task log under "
+                          f"{airflow.home / 'logs'}")
+                    return None
+                latest = self.data / manifest["tenant_id"] / "reports" / "latest.json"
+                return json.loads(latest.read_text())
+            time.sleep(1)
+        print(f"  no {REPORTS_DAG} run finished within {timeout:.0f} s; it will still run in the background")
+        return None
+
+    @staticmethod
     def _runs_on(airflow: Any, logical_date: str) -> int:
         params = {"logical_date_gte": logical_date, "logical_date_lte": logical_date}
         resp = airflow.request("GET", f"/dags/{SYNC_DAG}/dagRuns", "itops", params=params)
@@ -312,7 +350,8 @@ class Demo:
         return latest, manifest
 
     # ------------------------------------------------------------------------------------------ output
-    def _print_summary(self, airflow: Any, manifest: dict[str, Any], first_run: bool) -> None:
+    def _print_summary(self, airflow: Any, manifest: dict[str, Any], first_run: bool,
+                       report: dict[str, Any] | None) -> None:
         latest, _ = self.latest()
         tenant_dir = self.data / manifest["tenant_id"]
         print("=" * 100)
@@ -327,6 +366,11 @@ class Demo:
         else:
             print(f"Passwords: in {airflow.home / 'passwords.json'} (shown on the first run only)")
         print(f"\nData: {tenant_dir} (Parquet per table; latest.json points at run {latest['run_id']})")
+        if report is not None:
+            metrics = report.get("metrics") or {}
+            shown = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in list(metrics.items())[:6])
+            page = Path(urlsplit(report["report"]).path)  # the data root's URL form (file:/...) as a local path
+            print(f"Report: {page.as_uri()} (open it in a browser; {shown})")
         print(f"Audit log of actions: {self.audit}")
         print(f"Logs: {airflow.home / 'logs'}")
         print(f"\nSync run {latest['run_id']}: {latest['mode']}")

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
@@ -86,6 +87,14 @@ def assert_summary_matches(output: str, demo_dir: Path) -> dict:
     assert run_id == latest["run_id"]
     assert rows == {name: table["rows"] for name, table in latest["tables"].items()}
     assert rows["users"] > 0 and rows["teams"] > 0
+    # The reports DAG ran on the assets this sync published, and the page is where the demo says.
+    report = re.search(r"^Report: file://(\S+) ", output, re.M)
+    assert report, output
+    (tenant_dir,) = [p.parent for p in (demo_dir / "msteams-data").glob("*/latest.json")]
+    reports_latest = json.loads((tenant_dir / "reports" / "latest.json").read_text())
+    page = unquote(report.group(1))
+    assert reports_latest["run_id"] == latest["run_id"] and reports_latest["report"].endswith(page)
+    assert Path(page).read_text().count("data-metric") > 0
     return latest
 
 
