@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from teamsops.sync.local import sync_tenant
     from teamsops.sync.models import RunPlan, SyncConfig, TableResult
     from teamsops.sync.plan import plan_run, read_latest
-    from teamsops.sync.publish import publish, table_frame
+    from teamsops.sync.publishing import publish, table_frame
     from teamsops.sync.run import run_table
     from teamsops.sync.tables import TABLES, Link, TableSpec
 
@@ -59,7 +59,7 @@ __all__ = [
 _LAZY = {
     "SyncError": "errors", "SyncValidationError": "errors", "sync_tenant": "local", "RunPlan": "models",
     "SyncConfig": "models", "TableResult": "models", "plan_run": "plan", "read_latest": "plan",
-    "publish": "publish", "table_frame": "publish", "run_table": "run", "TABLES": "tables", "Link": "tables",
+    "publish": "publishing", "table_frame": "publishing", "run_table": "run", "TABLES": "tables", "Link": "tables",
     "TableSpec": "tables",
 }  # fmt: skip
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from teamsops.sync.models import SyncConfig, TableResult
 from teamsops.sync.plan import plan_run
-from teamsops.sync.publish import publish
+from teamsops.sync.publishing import publish
 from teamsops.sync.run import run_table
 from teamsops.sync.tables import TABLES
 
