@@ -86,21 +86,24 @@ def _sync_child(job: dict[str, Any]) -> dict[str, Any]:
     verify = ssl.create_default_context(cafile=conn["extra"]["verify"])
     counter = WireCounter()
     made: list[int] = []
+    config = SyncConfig.from_dict(job["config"])
 
-    def make_client(share: int) -> GraphClient:
+    def make_client(share: int, shard: int | None) -> GraphClient:
         # What the DAG's tasks build (sync_tasks.graph_client): a client with its own limiter at scale / share.
         # Only the transport differs: it counts each attempt (the pool size matches GraphClient's default).
         label = f"client {len(made) + 1} (share {share})"
         made.append(share)
         pool = httpx.Limits(max_connections=100, max_keepalive_connections=100)
         transport = CountingTransport(counter, httpx.HTTPTransport(verify=verify, limits=pool), label)
-        return GraphClient(settings, rate_limiter=RateLimiter(scale=job["scale"], share=share), transport=transport)
+        grid_shard = shard if job.get("shard_grid", True) else None  # --no-shard-grid: independent phases
+        limiter = RateLimiter(scale=job["scale"], share=share, shard=grid_shard, headroom=config.rate_headroom)
+        return GraphClient(settings, rate_limiter=limiter, transport=transport)
 
     sampler = RssSampler()
     started = time.perf_counter()
     with sampler:
-        manifest = sync_tenant(make_client, UPath(job["root"]), job["run_id"],
-                               config=SyncConfig.from_dict(job["config"]), full_refresh=job["full_refresh"])
+        manifest = sync_tenant(make_client, UPath(job["root"]), job["run_id"], config=config,
+                               full_refresh=job["full_refresh"])
     wall = time.perf_counter() - started
     tables = {name: {k: entry.get(k) for k in ("rows", "requests", "throttled", "mode")}
               for name, entry in manifest["tables"].items()}
@@ -109,12 +112,15 @@ def _sync_child(job: dict[str, Any]) -> dict[str, Any]:
 
 
 class RssSampler:
-    """Samples this process's resident memory every ``interval`` seconds (wall clock, MB) in a daemon thread, to
-    tell WHEN the peak happened (the peak itself is the kernel's high-water mark, see :func:`peak_rss_bytes`)."""
+    """Samples this process's resident memory every ``interval`` seconds in a daemon thread, to tell WHEN the peak
+    happened and WHAT held it (the peak itself is the kernel's high-water mark, see :func:`peak_rss_bytes`).
+
+    A sample is (wall clock, resident MB, MB allocated by Arrow's memory pool, Python's allocated memory blocks
+    in millions (``sys.getallocatedblocks``: live objects, a proxy for the Python heap), live threads)."""
 
     def __init__(self, interval: float = 0.5) -> None:
         self.interval = interval
-        self.samples: list[tuple[float, float]] = []
+        self.samples: list[tuple[float, float, float, float, int]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
 
@@ -131,7 +137,10 @@ class RssSampler:
         while not self._stop.is_set():
             with open("/proc/self/statm", encoding="ascii") as statm:  # Linux: size resident shared ...
                 resident = int(statm.read().split()[1]) * page
-            self.samples.append((time.time(), resident / MB))
+            arrow = sys.modules.get("pyarrow")
+            arrow_mb = arrow.total_allocated_bytes() / MB if arrow is not None else 0.0
+            self.samples.append((time.time(), resident / MB, arrow_mb, sys.getallocatedblocks() / 1e6,
+                                 threading.active_count()))
             self._stop.wait(self.interval)
 
 
@@ -382,12 +391,13 @@ def print_rss_peak(run: dict[str, Any]) -> None:
     samples = run.get("rss_timeline") or []
     if not samples:
         return
-    at, peak = max(samples, key=lambda sample: sample[1])
+    at, peak, arrow_mb, py_blocks, threads = max(samples, key=lambda sample: sample[1])
     wire = run["wire"]
     active = [t for t in wire["first_at"] if wire["first_at"][t] - 1 <= at <= wire["last_at"][t] + 1]
-    quarter = [f"{mb:,.0f}" for _, mb in samples[:: max(1, len(samples) // 8)]]
+    quarter = [f"{sample[1]:,.0f}" for sample in samples[:: max(1, len(samples) // 8)]]
     print(f"sync RSS: sampled peak {peak:,.0f} MB at {at - run['started_at']:,.1f} s (tables sending requests "
-          f"then: {', '.join(active) or 'none - after the Graph calls'}); over the run: {' -> '.join(quarter)} MB")
+          f"then: {', '.join(active) or 'none - after the Graph calls'}; Arrow pool {arrow_mb:,.0f} MB, Python "
+          f"blocks {py_blocks:,.2f} M, {threads} threads); over the run: {' -> '.join(quarter)} MB")
 
 
 def print_shards(full: dict[str, Any]) -> None:
@@ -467,6 +477,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--jitter-ms", type=float, default=50)
     parser.add_argument("--shards", type=int, default=4, help="shards per fan-out table (the DAG's pool slots)")
     parser.add_argument("--workers", type=int, default=8, help="threads per shard (SyncConfig.workers_per_shard)")
+    parser.add_argument("--headroom", type=float, default=None,
+                        help="SyncConfig.rate_headroom: fraction of the limits the limiters pace at (default: the "
+                             "engine's)")
+    parser.add_argument("--no-shard-grid", action="store_true",
+                        help="diagnostic: do not tell the shards' limiters their index (independent phases)")
     parser.add_argument("--peer-users", type=int, default=2_000,
                         help="time the peer's fan-out on this many users (and the same share of teams), then "
                              "scale; 0 skips the peer")
@@ -475,8 +490,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workdir", default=None, help="data root and logs (default: a temp dir, removed)")
     parser.add_argument("--json", default=None, help="also write every figure to this JSON file")
     parser.add_argument("--verbose", action="store_true", help="show the sync's progress lines")
-    parser.add_argument("--arrow-pool", choices=["default", "system"], default="default",
-                        help="diagnostic: Arrow's memory pool in the sync process (default: pyarrow's, mimalloc)")
+    parser.add_argument("--arrow-pool", choices=["engine", "mimalloc", "system"], default="engine",
+                        help="diagnostic: Arrow's memory pool in the sync process (default: the engine's choice, "
+                             "system; mimalloc = the pyarrow wheels' own default)")
     args = parser.parse_args(argv)
     args.teams = args.teams if args.teams is not None else max(1, args.users // 10)
     if args.rss_only:
@@ -492,7 +508,8 @@ def main(argv: list[str] | None = None) -> None:
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench-sync-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    config = SyncConfig(shards=args.shards, workers_per_shard=args.workers)
+    tuning = {"rate_headroom": args.headroom} if args.headroom is not None else {}
+    config = SyncConfig(shards=args.shards, workers_per_shard=args.workers, **tuning)
     spec = tenant_spec(args.users, args.teams, args.seed, args.memberships_target)
     report: dict[str, Any] = {"args": vars(args), "config": config.to_dict()}
     try:
@@ -523,8 +540,8 @@ def run_phases(sim: Any, args: argparse.Namespace, config: Any, workdir: Path,
     connection = sim.connection()
     root = f"file://{workdir / 'data'}"
     base_job = {"connection": connection, "root": root, "config": config.to_dict(), "scale": args.scale,
-                "verbose": args.verbose,
-                "env": {"ARROW_DEFAULT_MEMORY_POOL": "system"} if args.arrow_pool == "system" else {}}
+                "verbose": args.verbose, "shard_grid": not args.no_shard_grid,
+                "env": {} if args.arrow_pool == "engine" else {"ARROW_DEFAULT_MEMORY_POOL": args.arrow_pool}}
     scale = args.scale if args.throttle == "documented" else math.inf  # no limits: every bound is 0
     out: dict[str, Any] = {}
 

@@ -96,11 +96,12 @@ def sync_config() -> SyncConfig:
 
 # ------------------------------------------------------------------------------------------ clients and roots
 @contextmanager
-def graph_client(conn_id: str, *, share: int = 1, scale: float = 1.0,
-                 max_connections: int = 100) -> Iterator[GraphClient]:  # fmt: skip
-    """A Graph client for ``conn_id`` pacing at ``scale``/``share`` of Graph's limits (closed on exit).
+def graph_client(conn_id: str, *, share: int = 1, scale: float = 1.0, max_connections: int = 100,
+                 headroom: float = 0.9, shard: int | None = None) -> Iterator[GraphClient]:  # fmt: skip
+    """A Graph client for ``conn_id`` pacing at ``headroom`` x ``scale``/``share`` of Graph's limits (closed on exit).
 
-    Built here rather than taken from ``MSTeamsHook.client`` because each shard needs its own limiter share.
+    Built here rather than taken from ``MSTeamsHook.client`` because each shard needs its own limiter share, and its
+    shard index (the shards take turns on a common time grid, see :class:`teamsops.graph.RateLimiter`).
     """
     from airflow.sdk.log import mask_secret
 
@@ -108,7 +109,8 @@ def graph_client(conn_id: str, *, share: int = 1, scale: float = 1.0,
     from teamsops_airflow.hooks import MSTeamsHook
 
     settings = MSTeamsHook(conn_id).settings
-    client = GraphClient(settings, rate_limiter=RateLimiter(scale=scale, share=share), on_token=mask_secret,
+    client = GraphClient(settings, rate_limiter=RateLimiter(scale=scale, share=share, shard=shard, headroom=headroom),
+                         on_token=mask_secret,
                          max_connections=max_connections)  # fmt: skip
     try:
         yield client
@@ -164,8 +166,10 @@ def extract(run: Mapping[str, Any], table: str, shard: int = 0) -> dict[str, Any
     if table not in TABLE_PARENTS:
         raise ValueError(f"unknown table {table!r}; known: {', '.join(TABLE_ORDER)}")
     config = _config(run)
-    share = config.shards if table in FANOUT_TABLES else 1
-    with graph_client(run["conn_id"], share=share, scale=run["rate_scale"],
+    fanout = table in FANOUT_TABLES
+    share = config.shards if fanout else 1
+    with graph_client(run["conn_id"], share=share, scale=run["rate_scale"], headroom=config.rate_headroom,
+                      shard=shard if fanout and share > 1 else None,
                       max_connections=max(config.workers_per_shard * 2, 16)) as client:  # fmt: skip
         result = run_table(client, _root(run), RunPlan.from_dict(run["plan"]), table, config=config, shard=shard)
     return result.to_dict()

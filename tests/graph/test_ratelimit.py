@@ -117,3 +117,37 @@ def test_two_shards_with_share_2_stay_under_the_limit(throttled_sim, make_client
     assert throttled == 0
     assert peak <= MEMBERS_LIMIT
     assert rate <= MEMBERS_LIMIT
+
+
+class _StillClock:
+    """A clock that does not move: each acquire's slot is ``now + the delay it was given``."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        pass
+
+
+def test_shards_with_an_index_take_turns_on_one_grid():
+    """Two shards at half the rate each: with their indexes, their slots interleave into ONE evenly spaced stream
+    (independent shards may land in the same instant and bunch in Graph's 1-second window)."""
+    clock = _StillClock()
+    shards = [RateLimiter(scale=0.1, share=2, shard=k, headroom=1.0, clock=clock, sleep=clock.sleep) for k in (0, 1)]
+    slots = sorted(clock.now + shard.acquire("t", "a", "GET", f"/teams/T{n}/members")
+                   for n in range(5) for shard in shards)  # members at scale 0.1: 6 rps, 3 per shard
+    gaps = [b - a for a, b in zip(slots, slots[1:])]
+    assert gaps == pytest.approx([1 / 6] * 9)
+    unindexed = [RateLimiter(scale=0.1, share=2, headroom=1.0, clock=clock, sleep=clock.sleep) for _ in (0, 1)]
+    assert {clock.now + u.acquire("t", "a", "GET", "/teams/T1/members") for u in unindexed} == {clock.now}
+
+
+def test_share_divides_tenant_limits_but_not_the_per_team_limit():
+    limiter = RateLimiter(share=4, headroom=1.0)
+    assert limiter.effective_rate("teams.get_installed_apps") == pytest.approx(30 / 4)
+    assert limiter.effective_rate("teams.per_team") == pytest.approx(4.0)  # each team belongs to one shard
+    with pytest.raises(ValueError, match="shard must be in 0..3"):
+        RateLimiter(share=4, shard=4)

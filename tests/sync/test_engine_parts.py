@@ -11,7 +11,7 @@ import pytest
 
 from teamsops.sync import TABLE_ORDER, TABLES, SyncConfig, SyncError, plan_run, publish, run_table, table_frame
 from teamsops.sync.deltasync import _fix_late_copies, apply_user, merge_item
-from teamsops.sync.job import TableJob, shard_of
+from teamsops.sync.job import TableJob, shard_slice
 from teamsops.sync.models import RunPlan
 from teamsops.sync.storage import iter_batches
 
@@ -67,13 +67,33 @@ def test_shards_split_the_parents_without_overlap(tenant_sim, make_client, root)
     config = SyncConfig(shards=3, workers_per_shard=2)
     run_table(client, root, plan, "teams", config=config)
     parts = [run_table(client, root, plan, "channels", config=config, shard=s) for s in range(3)]
-    assert [p.extra["parents"] for p in parts] == [
-        sum(1 for t in tenant_sim.tenant.teams if shard_of(t, 3) == s) for s in range(3)]
-    assert sum(p.extra["parents"] for p in parts) == len(tenant_sim.tenant.teams)
+    teams = len(tenant_sim.tenant.teams)
+    assert [p.extra["parents"] for p in parts] == [teams // 3 + (s < teams % 3) for s in range(3)]  # dealt evenly
+    channel_teams = [{t for batch in iter_batches([job_path(root, plan, p.file)], ["team_id"])
+                      for t in batch.column(0).to_pylist()} for p in parts]
+    union = set().union(*channel_teams)
+    assert sum(map(len, channel_teams)) == len(union)  # no team in two shards
+    assert union == {row["team_id"] for row in tenant_sim.tenant.snapshot("channels")}
     skipped = run_table(client, root, plan, "users", config=config, shard=1)
     assert skipped.mode == "skipped" and skipped.path is None
     with pytest.raises(ValueError, match="shard must be in 0..2"):
         run_table(client, root, plan, "channels", config=config, shard=3)
+
+
+def test_shard_slice_deals_sorted_distinct_ids_round_robin():
+    import pyarrow as pa
+
+    ids = pa.array(["d", "a", None, "c", "b", "a", "e"])
+    slices = [shard_slice(ids, s, 2) for s in range(2)]
+    assert slices == [["a", "c", "e"], ["b", "d"]]  # every shard ceil(n/N) or floor(n/N), no id twice
+    assert shard_slice(ids, 0, 1) == ["a", "b", "c", "d", "e"]
+
+
+def job_path(root, plan, relative):
+    path = root / plan.tenant_id
+    for part in relative.split("/"):
+        path = path / part
+    return path
 
 
 def test_progress_lines_show_pages_rows_requests_429s_rate_and_eta(tenant_sim, make_client, root, caplog):

@@ -16,7 +16,13 @@ a fan-out that paces itself runs *at* the ceiling instead. :class:`RateLimiter` 
 One :class:`RateLimiter` is thread-safe and may be shared by many threads of one ``GraphClient`` and by several
 ``GraphClient`` objects in one process (pass the same object). Keys include tenant and app, so one limiter can serve
 several tenants. Across processes (Celery workers), give each of N shards a limiter with ``share=N``: each paces at
-1/N of every limit, so together they stay under the tenant's limit.
+1/N of every tenant-wide limit, so together they stay under the tenant's limit. Per-team limits (``app+team``: 4
+requests per second on one team, 4 member additions per minute) are NOT divided: a sharded fan-out deals each team
+to exactly one shard, so one shard's limiter sees every request to its teams and may use the whole per-team limit.
+Give each shard its index too (``shard=k``): the N limiters then take turns on a common wall-clock grid - shard k
+sends in the k-th of every N evenly spaced slots - so together they form ONE evenly spaced stream at the tenant's
+rate. Without it their phases are random, and N streams that are each even still bunch into Graph's 1-second windows
+(at 4 shards and 95 % of the limit, 2.5 % of requests were answered 429, and each 429 wastes the slot it took).
 
 Pacing is a reservation: a caller reserves the earliest slot that satisfies every limit its request counts against,
 then sleeps (outside the lock) until that slot. Reservations are first-come first-served per key. ``headroom``
@@ -253,14 +259,28 @@ class _Spacing:
     Used for the per-second Teams windows: a burst of a whole window's worth followed by the next burst exactly one
     window later is fragile, because network and TLS jitter can move part of one burst into the next window as
     Graph counts it (by arrival). Evenly spaced requests keep every 1 s window at the paced rate +- one request.
+
+    With a ``grid`` (``(origin, phase)``), slots are further restricted to ``origin + (m + phase) / rate``: shards
+    with the same rate and phases k/N interleave into one evenly spaced stream.
     """
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float, grid: tuple[float, float] | None = None) -> None:
         self.rate = rate
+        self.period = 1.0 / rate
+        self.anchor: float | None = None
+        if grid is not None:
+            origin, phase = grid
+            # Reduced to one period: slot arithmetic on small numbers (the epoch is ~1.7e9 s on a monotonic clock,
+            # where dividing by a period of 0.14 s would lose the precision that tells one slot from the next).
+            self.anchor = math.fmod(origin + phase * self.period, self.period)
         self.next_free = 0.0
 
     def earliest(self, now: float, cost: float) -> float:
-        return max(now, self.next_free)
+        start = max(now, self.next_free)
+        if self.anchor is None:
+            return start
+        slots = math.ceil((start - self.anchor) / self.period - 1e-6)
+        return self.anchor + slots * self.period
 
     def reserve(self, at: float, cost: float) -> None:
         self.next_free = at + max(1.0, cost) / self.rate
@@ -306,7 +326,11 @@ class RateLimiter:
     :param limits: the limits table (default :data:`DEFAULT_LIMITS`); a mapping may override single entries by name
         with a :class:`Limit` or a plain number (requests, or RU, per the entry's window).
     :param scale: multiply every limit (e.g. to match a simulator running at ``throttle_scale``).
-    :param share: this limiter's share is 1/``share`` of every limit (N shards => ``share=N``).
+    :param share: this limiter's share is 1/``share`` of every tenant-wide limit (N shards => ``share=N``); per-team
+        limits are not divided (each team belongs to one shard).
+    :param shard: with ``share=N``, this limiter's shard index (0..N-1): its tenant-wide per-second slots are
+        ``k/N`` of a spacing apart from the other shards' on a common wall-clock grid, so the N shards' requests
+        interleave evenly (see the module docstring). None: no grid (independent phases).
     :param headroom: pace at this fraction of each limit (margin for network jitter).
     :param directory_size: tenant size class for the identity RU quota: ``"S"``, ``"M"`` or ``"L"``.
     :param sleep: / :param clock: injectable for tests (``clock`` must be monotonic seconds).
@@ -318,6 +342,7 @@ class RateLimiter:
         *,
         scale: float = 1.0,
         share: float = 1.0,
+        shard: int | None = None,
         headroom: float = 0.9,
         directory_size: str = "S",
         sleep: Callable[[float], None] = time.sleep,
@@ -325,6 +350,8 @@ class RateLimiter:
     ) -> None:
         if scale <= 0 or share < 1 or not 0 < headroom <= 1:
             raise ValueError("scale must be > 0, share >= 1 and 0 < headroom <= 1")
+        if shard is not None and not 0 <= shard < share:
+            raise ValueError(f"shard must be in 0..{math.ceil(share) - 1} (share={share:g}), not {shard}")
         if directory_size not in DIRECTORY_RU_QUOTAS:
             raise ValueError(f"directory_size must be one of {', '.join(DIRECTORY_RU_QUOTAS)}")
         table = dict(DEFAULT_LIMITS)
@@ -338,9 +365,14 @@ class RateLimiter:
             else:
                 raise ValueError(f"unknown rate limit {name!r}; known: {', '.join(sorted(table))}")
         self.limits = table
+        self.scale = scale
         self.factor = scale / share
         self.headroom = headroom
         self._sleep, self._clock = sleep, clock
+        # The grid's origin is the Unix epoch on this limiter's clock, so limiters in other processes (other Celery
+        # workers, synchronised by NTP) share it; an injected clock (tests) is its own epoch.
+        epoch = clock() - time.time() if clock is time.monotonic else 0.0
+        self._phase = None if shard is None or share <= 1 else (epoch, shard / share)
         self._lock = threading.Lock()
         self._counters: dict[tuple, _Window | _Bucket | _Spacing] = {}
         self.usage = Usage()
@@ -355,7 +387,11 @@ class RateLimiter:
     def effective_rate(self, name: str) -> float:
         """The pace (units per second) this limiter keeps for limit ``name``."""
         limit = self.limits[name]
-        return limit.count * self.factor * self.headroom / limit.window_s
+        return limit.count * self._factor(limit) * self.headroom / limit.window_s
+
+    def _factor(self, limit: Limit) -> float:
+        """Scale and share of one limit: a per-team limit is not shared (a team belongs to one shard)."""
+        return self.scale if limit.scope == "app+team" else self.factor
 
     def acquire(self, tenant_id: str, app_id: str, method: str, path: str,
                 query: Mapping[str, str] | None = None) -> float:
@@ -377,6 +413,11 @@ class RateLimiter:
             now = self._clock()
             counters = {key: self._counter(key, now) for key in needs}
             start = max(counter.earliest(now, needs[key]) for key, counter in counters.items())
+            for _ in range(8):  # a later start may miss a grid slot of another counter: settle on one time for all
+                later = max(counter.earliest(start, needs[key]) for key, counter in counters.items())
+                if later <= start:
+                    break
+                start = later
             for key, counter in counters.items():
                 counter.reserve(start, needs[key])
             delay = start - now
@@ -392,15 +433,17 @@ class RateLimiter:
         counter = self._counters.get(key)
         if counter is None:
             limit = self.limits[key[2]]
-            count = limit.count * self.factor * self.headroom
+            factor = self._factor(limit)
+            count = limit.count * factor * self.headroom
             if limit.kind == "bucket":
                 counter = _Bucket(max(1.0, count), limit.window_s, now)
             elif limit.window_s <= 1.0:
-                counter = _Spacing(count / limit.window_s)
+                shared = self._phase is not None and limit.scope != "app+team"
+                counter = _Spacing(count / limit.window_s, self._phase if shared else None)
             else:
                 # Allow the window's burst, and keep the rate when the scaled count is not a whole number:
                 # N per W => floor(N) per W*floor(N)/N; the headroom lengthens the window.
-                exact = limit.count * self.factor
+                exact = limit.count * factor
                 whole = max(1, math.floor(exact + 1e-9))
                 counter = _Window(whole, limit.window_s * whole / exact / self.headroom)
             self._counters[key] = counter

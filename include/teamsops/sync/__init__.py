@@ -21,6 +21,7 @@ run never changes what readers see nor the deltaLinks the next run starts from.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
 
 from teamsops.sync.names import FANOUT_TABLES, TABLE_ORDER, TABLE_PARENTS
@@ -53,6 +54,13 @@ __all__ = [
     "sync_tenant",
     "table_frame",
 ]
+
+# Arrow's allocator is chosen once, when pyarrow is first imported, from this variable. The pyarrow wheels default to
+# mimalloc, which reserves 1 GiB arenas and keeps what the engine's threads free for reuse: at 10,000 users it held
+# ~100 MB the sync no longer used (bench/README.md, "Memory"). The C library's allocator gives memory back. Set here,
+# before any engine module imports pyarrow; a value the deployment set wins. (Only an environment default: nothing is
+# imported or allocated, so DAG files may still import this package at parse time.)
+os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
 # The engine needs pyarrow and pandas; importing them costs seconds, so names are resolved on first use (a DAG file
 # may import teamsops.sync at parse time for TABLE_ORDER / TABLE_PARENTS / FANOUT_TABLES without paying for them).

@@ -9,6 +9,7 @@ with Airflow tasks (see :data:`teamsops.sync.TABLES` for the dependencies).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
@@ -23,28 +24,61 @@ __all__ = ["sync_tenant"]
 
 
 
-def sync_tenant(make_client: Callable[[int], Any], root: Any, run_id: str, *, config: SyncConfig | None = None,
+def sync_tenant(make_client: Callable[..., Any], root: Any, run_id: str, *, config: SyncConfig | None = None,
                 full_refresh: bool = False, parallel: bool = True) -> dict[str, Any]:
     """Plan, extract every table (concurrently where the dependencies allow) and publish; returns the manifest.
 
-    :param make_client: ``make_client(share)`` returns a new GraphClient whose RateLimiter paces at ``1/share`` of
-        every limit (``RateLimiter(share=share)``). Every task gets its own client, as every Airflow task does
-        (which also keeps each table's request and 429 counts its own): share 1 for the plan and the unsharded
-        tables, ``config.shards`` for each shard of a fan-out table. Each client is closed when its task ends.
+    :param make_client: ``make_client(share)`` or ``make_client(share, shard)`` returns a new GraphClient whose
+        RateLimiter paces at ``1/share`` of every limit: ``RateLimiter(share=share, shard=shard,
+        headroom=config.rate_headroom)``. Every task gets its own client, as every Airflow task does (which also keeps
+        each table's request and 429 counts its own): share 1 (shard None) for the plan and the unsharded tables,
+        ``config.shards`` and the shard index for each shard of a fan-out table. A two-argument factory gets the
+        index, so the shards' limiters take turns on one time grid instead of bunching. All clients are made, and
+        sign in, while the plan runs; each is closed when its task ends.
     :param parallel: False runs the tables one after another (still correct, only slower).
     """
     config = config or SyncConfig()
-    with make_client(1) as client:
-        plan = plan_run(client, root, run_id, full_refresh=full_refresh)
+    client_for = _factory(make_client)
     tasks = [(name, shard) for name, spec in TABLES.items() for shard in range(config.shards if spec.fanout else 1)]
 
-    def run(task: tuple[str, int]) -> TableResult:
+    def new_client(task: tuple[str, int]) -> Any:
         name, shard = task
-        with make_client(config.shards if TABLES[name].fanout else 1) as client:
-            return run_table(client, root, plan, name, config=config, shard=shard)
+        sharded = TABLES[name].fanout and config.shards > 1
+        return client_for(config.shards if sharded else 1, shard if sharded else None)
 
-    results = _run_in_order(tasks, run, workers=len(tasks) if parallel else 1)
+    # Every task's client is made now and signs in while the plan runs (a sign-in costs a few round trips), so a task
+    # sends its first request as soon as its parents are written. Nothing waits for these sign-ins: a task whose
+    # client is still signing in waits for that token, and a sign-in that failed is retried by the task itself,
+    # which then reports the error.
+    clients = {task: new_client(task) for task in tasks}
+    try:
+        with ThreadPoolExecutor(max_workers=len(clients), thread_name_prefix="sync-sign-in") as sign_in:
+            for client in clients.values():
+                sign_in.submit(client.token_claims)
+            with client_for(1, None) as client:
+                plan = plan_run(client, root, run_id, full_refresh=full_refresh)
+
+            def run(task: tuple[str, int]) -> TableResult:
+                name, shard = task
+                with clients.pop(task) as client:
+                    return run_table(client, root, plan, name, config=config, shard=shard)
+
+            results = _run_in_order(tasks, run, workers=len(tasks) if parallel else 1)
+    finally:
+        for client in clients.values():  # tasks that never started (a failure stopped the run)
+            client.close()
     return publish(root, plan, results)
+
+
+def _factory(make_client: Callable[..., Any]) -> Callable[[int, int | None], Any]:
+    """``make_client`` as a two-argument factory; a one-argument one (``make_client(share)``) is not told the shard."""
+    try:
+        takes_shard = len(inspect.signature(make_client).parameters) >= 2
+    except (TypeError, ValueError):  # builtins / C callables without a signature
+        takes_shard = False
+    if takes_shard:
+        return make_client
+    return lambda share, _shard: make_client(share)
 
 
 def _run_in_order(tasks: list[tuple[str, int]], run: Callable[[tuple[str, int]], TableResult],

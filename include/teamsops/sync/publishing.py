@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -39,6 +38,9 @@ from teamsops.sync.storage import (
     write_json_atomic,
 )
 from teamsops.sync.tables import FORMAT_VERSION, TABLES, table_spec
+
+if TYPE_CHECKING:  # pandas costs ~45 MB of resident memory: only table_frame's callers pay for it
+    import pandas as pd
 
 __all__ = ["publish", "read_latest", "table_frame"]
 
