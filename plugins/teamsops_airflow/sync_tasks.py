@@ -73,7 +73,8 @@ def _env_number(name: str, default: float, kind: type, low: float, high: float |
 
 
 def pool_slots() -> int:
-    """Shards per fan-out table = slots of the ``msteams_graph`` pool (``MSTEAMS_GRAPH_POOL_SLOTS``, default 4)."""
+    """Shards per fan-out table (``MSTEAMS_GRAPH_POOL_SLOTS``, default 4; the ``msteams_graph`` pool gets this many
+    slots per fan-out table, see :mod:`teamsops_airflow.setup`)."""
     return _env_number(POOL_SLOTS_ENV, DEFAULT_POOL_SLOTS, int, 1)
 
 

@@ -44,14 +44,15 @@ def test_creates_then_keeps_then_updates_the_pool(airflow_db, monkeypatch):
 
     _drop_pool()
     monkeypatch.delenv("MSTEAMS_GRAPH_POOL_SLOTS", raising=False)
-    assert ensure_pool() == ("created", 4)
+    # 4 shards for each of the 3 fan-out tables, so installed apps, members and channels run side by side
+    assert ensure_pool() == ("created", 12)
     slots, description = _pool()
-    assert slots == 4 and "MSTEAMS_GRAPH_POOL_SLOTS" in description
-    assert ensure_pool() == ("unchanged", 4)
+    assert slots == 12 and "MSTEAMS_GRAPH_POOL_SLOTS" in description
+    assert ensure_pool() == ("unchanged", 12)
 
     monkeypatch.setenv("MSTEAMS_GRAPH_POOL_SLOTS", "6")
-    assert ensure_pool() == ("updated", 6)
-    assert _pool()[0] == 6
+    assert ensure_pool() == ("updated", 18)
+    assert _pool()[0] == 18
 
 
 @pytest.mark.parametrize("value", ["0", "four", "-2", "2.5"])
@@ -72,10 +73,10 @@ def _run_setup(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_module_entry_point_sets_the_pool(airflow_db):
     _drop_pool()
-    done = _run_setup("--slots", "3", env=dict(os.environ))
+    done = _run_setup("--shards", "3", env=dict(os.environ))
     assert done.returncode == 0, done.stderr
-    assert "Pool msteams_graph: created (3 slots)." in done.stdout
-    assert _pool()[0] == 3
+    assert "Pool msteams_graph: created (9 slots)." in done.stdout
+    assert _pool()[0] == 9
 
 
 @pytest.mark.slow
