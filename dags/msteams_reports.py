@@ -23,8 +23,8 @@ from typing import Any
 import pendulum
 from airflow.sdk import DAG, Asset, AssetAll, ExceptionRetryPolicy, RetryAction, RetryRule, get_current_context, task
 
-from teamsops_airflow.dag_defaults import (DEFAULT_ARGS, DEFAULT_CONN_ID, GRAPH_RETRY_POLICY, Tag, table_asset_uri,
-                                          tenant_connection_ids)
+from teamsops_airflow.dag_defaults import (DATA_ROOT_RETRY_RULE, DEFAULT_ARGS, GRAPH_RETRY_POLICY, Tag,
+                                          table_asset_uri, tenant_connection_ids, tenant_dag_id)
 from teamsops_airflow.reports_tasks import READ_TABLES
 
 DAG_ID = Path(__file__).stem
@@ -34,21 +34,16 @@ REPORT_RETRY_POLICY = ExceptionRetryPolicy(
     rules=[
         RetryRule(exception="teamsops.reports.errors.ReportSettingsError", action=RetryAction.FAIL,
                   reason="Invalid report setting in the environment: fix it and re-run"),
-        RetryRule(exception="teamsops_airflow.storage.DataRootError", action=RetryAction.FAIL,
-                  reason="MSTEAMS_DATA_ROOT cannot be used: fix it and re-run"),
+        DATA_ROOT_RETRY_RULE,
         *GRAPH_RETRY_POLICY.rules,
     ],
 )  # fmt: skip
 
 
-def dag_id_for(conn_id: str) -> str:
-    return DAG_ID if conn_id == DEFAULT_CONN_ID else f"{DAG_ID}__{conn_id}"
-
-
 def build(conn_id: str) -> DAG:
     """The reports DAG of one tenant connection."""
     with DAG(
-        dag_id=dag_id_for(conn_id),
+        dag_id=tenant_dag_id(DAG_ID, conn_id),
         description=f"Report on the tenant behind connection {conn_id} when its sync publishes",
         doc_md=__doc__,
         schedule=AssetAll(*(Asset(table_asset_uri(conn_id, t)) for t in READ_TABLES)),
@@ -72,4 +67,4 @@ def build(conn_id: str) -> DAG:
 
 
 for _conn_id in tenant_connection_ids():
-    globals()[dag_id_for(_conn_id)] = build(_conn_id)
+    globals()[tenant_dag_id(DAG_ID, _conn_id)] = build(_conn_id)

@@ -26,8 +26,8 @@ from typing import Any
 import pendulum
 from airflow.sdk import DAG, Asset, ExceptionRetryPolicy, Param, RetryAction, RetryRule, get_current_context, task
 
-from teamsops_airflow.dag_defaults import (DEFAULT_ARGS, DEFAULT_CONN_ID, GRAPH_RETRY_POLICY, Tag, table_asset_uri,
-                                          tenant_connection_ids)
+from teamsops_airflow.dag_defaults import (DATA_ROOT_RETRY_RULE, DEFAULT_ARGS, GRAPH_RETRY_POLICY, Tag,
+                                          table_asset_uri, tenant_connection_ids, tenant_dag_id)
 from teamsops_airflow.sync_tasks import FANOUT_TABLES, GRAPH_POOL, TABLE_ORDER, TABLE_PARENTS
 
 DAG_ID = Path(__file__).stem
@@ -35,17 +35,12 @@ DAG_ID = Path(__file__).stem
 # Settings errors cannot heal by retrying; everything else follows the project's Graph retry policy.
 SYNC_RETRY_POLICY = ExceptionRetryPolicy(
     rules=[
-        RetryRule(exception="teamsops_airflow.storage.DataRootError", action=RetryAction.FAIL,
-                  reason="MSTEAMS_DATA_ROOT cannot be used: fix it and re-run"),
+        DATA_ROOT_RETRY_RULE,
         RetryRule(exception="teamsops_airflow.sync_tasks.SyncSettingsError", action=RetryAction.FAIL,
                   reason="Invalid sync setting in the environment: fix it and re-run"),
         *GRAPH_RETRY_POLICY.rules,
     ],
 )  # fmt: skip
-
-
-def dag_id_for(conn_id: str) -> str:
-    return DAG_ID if conn_id == DEFAULT_CONN_ID else f"{DAG_ID}__{conn_id}"
 
 
 def table_asset(conn_id: str, table: str) -> Asset:
@@ -55,7 +50,7 @@ def table_asset(conn_id: str, table: str) -> Asset:
 def build(conn_id: str) -> DAG:
     """The sync DAG of one tenant connection."""
     with DAG(
-        dag_id=dag_id_for(conn_id),
+        dag_id=tenant_dag_id(DAG_ID, conn_id),
         description=f"Sync the inventory of the tenant behind connection {conn_id} into Parquet",
         doc_md=__doc__,
         schedule="@daily",
@@ -116,4 +111,4 @@ def build(conn_id: str) -> DAG:
 
 
 for _conn_id in tenant_connection_ids():
-    globals()[dag_id_for(_conn_id)] = build(_conn_id)
+    globals()[tenant_dag_id(DAG_ID, _conn_id)] = build(_conn_id)

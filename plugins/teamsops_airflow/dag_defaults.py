@@ -46,6 +46,10 @@ GRAPH_RETRY_POLICY = ExceptionRetryPolicy(
     ],
 )  # fmt: skip
 
+# Shared by the DAGs that write under MSTEAMS_DATA_ROOT (sync, reports): a root that cannot be used stays so.
+DATA_ROOT_RETRY_RULE = RetryRule(exception="teamsops_airflow.storage.DataRootError", action=RetryAction.FAIL,
+                                 reason="MSTEAMS_DATA_ROOT cannot be used: fix it and re-run")  # fmt: skip
+
 DEFAULT_ARGS = {
     "owner": OWNER,
     "retries": 3,
@@ -63,6 +67,11 @@ def tenant_connection_ids() -> list[str]:
     """
     extra = [c.strip() for c in os.getenv("MSTEAMS_TENANTS", "").split(",") if c.strip()]
     return [DEFAULT_CONN_ID] + [c for c in dict.fromkeys(extra) if c != DEFAULT_CONN_ID]
+
+
+def tenant_dag_id(base: str, conn_id: str) -> str:
+    """The DAG id of a per-tenant DAG: ``base`` for ``msteams_default``, ``base__<conn_id>`` for the others."""
+    return base if conn_id == DEFAULT_CONN_ID else f"{base}__{conn_id}"
 
 
 def table_asset_uri(conn_id: str, table: str) -> str:
