@@ -26,17 +26,7 @@ task logs) for a post-mortem.
 :class:`InProcessResponder` answers the requests of ``dag.test()`` runs from a thread, through the function the
 REST API's ``PATCH .../hitlDetails`` runs, and can let a request time out through the scheduler's own sweep.
 
-Test modules load this file by path (``tests/`` is not a package, and pytest runs with ``--import-mode=importlib``)::
-
-    def load_airflow_server():
-        name = "teamsops_tests_airflow_server"
-        if name not in sys.modules:
-            path = Path(__file__).resolve().parents[1] / "airflow_server.py"
-            spec = importlib.util.spec_from_file_location(name, path)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module
-            spec.loader.exec_module(module)
-        return sys.modules[name]
+Test modules import it by name (``import airflow_server``): tests/conftest.py puts ``tests/`` on ``sys.path``.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# The test helpers beside this file (airflow_server.py, storage_fixtures.py) import by name. Appended, not prepended:
+# tests/ is not a package and its folders (airflow/, sync/...) must never shadow a real package.
+sys.path.append(str(REPO / "tests"))
 _AIRFLOW_HOME = tempfile.mkdtemp(prefix="teamsops-airflow-home-")
 os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")

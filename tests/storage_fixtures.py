@@ -1,7 +1,7 @@
 """Azurite (the Azure Storage emulator, npm package ``azurite``) for tests of ``abfs://`` data roots.
 
-Test modules load this file by path and call ``load_into(globals())`` (pytest finds fixtures among a module's
-globals; ``tests/`` is not a package, so it cannot simply be imported).
+Test modules ``import storage_fixtures`` (tests/conftest.py puts ``tests/`` on ``sys.path``) and call
+``storage_fixtures.load_into(globals())`` (pytest finds fixtures among a module's globals).
 
 ``azurite`` starts the Blob service (``azurite-blob``, which is what adlfs talks to) on a free loopback port with
 its workspace in a temporary folder, once per test module, and stops it afterwards. ``azure_root`` installs a

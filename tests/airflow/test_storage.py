@@ -3,25 +3,13 @@ Azurite, the Azure Storage emulator, with the storage connection taken from an `
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
+import storage_fixtures  # tests/storage_fixtures.py (tests/ is on sys.path, see conftest.py)
 
 
-def _storage_fixtures():
-    name = "teamsops_tests_storage_fixtures"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "storage_fixtures.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look their module up while the file executes
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-_storage_fixtures().load_into(globals())
+storage_fixtures.load_into(globals())  # the azurite / azure_root fixtures
 
 
 # ------------------------------------------------------------------------------------------ MSTEAMS_DATA_ROOT

@@ -15,15 +15,14 @@ audited.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import airflow_server  # tests/airflow_server.py (tests/ is on sys.path, see conftest.py)
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -33,15 +32,6 @@ REQUESTER = "dag_test"  # dag.test() records this triggering user
 DESTRUCTIVE = {"reason": "left the company", "ticket": "HR-1042"}
 MEMBERSHIP = "[A-Za-z0-9+/=_-]+"
 
-
-def _airflow_server():
-    name = "teamsops_tests_airflow_server"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "tests" / "airflow_server.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look their module up while the file executes
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 # ---------------------------------------------------------------------------------------------- fixtures
@@ -166,7 +156,7 @@ class Tenant:
 
 def run_dag(dags: dict, dag_id: str, conf: dict, answers: list[tuple[bool, str]] = (), *, delay: float = 0.0):
     """``dag.test(run_conf=conf)`` with the approval answered by ``answers``; returns (run, task states, responder)."""
-    responder_cls = _airflow_server().InProcessResponder
+    responder_cls = airflow_server.InProcessResponder
     with responder_cls(dag_id, list(answers), delay=delay) as responder:
         run = dags[dag_id].test(run_conf=conf)
     assert not responder.errors, responder.errors

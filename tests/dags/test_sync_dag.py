@@ -9,7 +9,6 @@ Azurite works end to end; and the DAG's shape matches the engine's table graph.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import storage_fixtures  # tests/storage_fixtures.py (tests/ is on sys.path, see conftest.py)
 
 REPO = Path(__file__).resolve().parents[2]
 DAG_FILE = REPO / "dags" / "msteams_sync.py"
@@ -29,17 +29,7 @@ TABLES = ("organization", "subscribed_skus", "role_definitions", "role_assignmen
           "teams", "team_members", "channels", "user_installed_apps")  # fmt: skip
 
 
-def _storage_fixtures():
-    name = "teamsops_tests_storage_fixtures"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "tests" / "storage_fixtures.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look their module up while the file executes
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-_storage_fixtures().load_into(globals())
+storage_fixtures.load_into(globals())  # the azurite / azure_root fixtures
 
 
 # ------------------------------------------------------------------------------------------ fixtures / helpers

@@ -11,7 +11,6 @@ either honoured or asked again: never a failed run, never a write without an ans
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import subprocess
@@ -20,6 +19,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import airflow_server  # tests/airflow_server.py (tests/ is on sys.path, see conftest.py)
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -30,15 +30,6 @@ REPO = Path(__file__).resolve().parents[2]
 DAG_ID = "msteams_disable_user"
 DESTRUCTIVE = {"reason": "left the company", "ticket": "HR-2001"}
 
-
-def _airflow_server():
-    name = "teamsops_tests_airflow_server"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "tests" / "airflow_server.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look their module up while the file executes
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +59,7 @@ def airflow(sim, audit_url, data_root) -> Iterator:
                    "msteams_audit": {"conn_type": "sqlite", "host": audit_url.removeprefix("sqlite:///")}}
     started = time.monotonic()
     extra_env = {"MSTEAMS_APPROVERS": "itops,itops2,admin", "MSTEAMS_DATA_ROOT": f"file://{data_root}"}
-    with _airflow_server().run_airflow(connections=connections, extra_env=extra_env) as server:
+    with airflow_server.run_airflow(connections=connections, extra_env=extra_env) as server:
         setup = subprocess.run([sys.executable, "-m", "teamsops_airflow.setup"], env=server.env, text=True,
                                capture_output=True, timeout=120)  # fmt: skip
         assert setup.returncode == 0, setup.stdout + setup.stderr

@@ -4,28 +4,17 @@ tables the report reads, and a real ``dag.test()`` run after a sync; plus the re
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+import storage_fixtures  # tests/storage_fixtures.py (tests/ is on sys.path, see conftest.py)
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"
 
 
-def _storage_fixtures():
-    name = "teamsops_tests_storage_fixtures"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "tests" / "storage_fixtures.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-_storage_fixtures().load_into(globals())
+storage_fixtures.load_into(globals())  # the azurite / azure_root fixtures
 
 
 def _bag(*files: str):
