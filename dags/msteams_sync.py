@@ -7,8 +7,9 @@ for each connection id listed in ``MSTEAMS_TENANTS``.
 * ``plan`` resolves the tenant, reads ``{root}/{tenant_id}/latest.json`` and decides full or incremental (Param
   ``full_refresh`` forces a full run).
 * One task per table; fan-out tables (installed apps per user, members and channels per team) are mapped over
-  shards that run in the ``msteams_graph`` pool (``python -m teamsops_airflow.setup`` creates it), each pacing at
-  1/shards of Graph's limits so that together they stay at, not over, the tenant's throttling ceiling.
+  ``MSTEAMS_GRAPH_POOL_SLOTS`` shards (4; read where the DAG file is parsed, so the shard count is part of the DAG)
+  that run in the ``msteams_graph`` pool (``python -m teamsops_airflow.setup`` creates it), each pacing at 1/shards
+  of Graph's limits so that together they stay at, not over, the tenant's throttling ceiling.
 * ``publish`` checks counts and keys, writes the run manifest and then ``latest.json``; it alone emits the
   ``msteams://{conn_id}/{table}`` assets, so nothing downstream starts on data that was never published. A failed
   run leaves ``latest.json`` (and the deltaLinks it points to) as it was; re-running it overwrites its own files.
@@ -28,7 +29,7 @@ from airflow.sdk import DAG, Asset, ExceptionRetryPolicy, Param, RetryAction, Re
 
 from teamsops_airflow.dag_defaults import (DATA_ROOT_RETRY_RULE, DEFAULT_ARGS, GRAPH_RETRY_POLICY, Tag,
                                           table_asset_uri, tenant_connection_ids, tenant_dag_id)
-from teamsops_airflow.sync_tasks import FANOUT_TABLES, GRAPH_POOL, TABLE_ORDER, TABLE_PARENTS
+from teamsops_airflow.sync_tasks import FANOUT_TABLES, GRAPH_POOL, TABLE_ORDER, TABLE_PARENTS, pool_slots
 
 DAG_ID = Path(__file__).stem
 
@@ -49,6 +50,9 @@ def table_asset(conn_id: str, table: str) -> Asset:
 
 def build(conn_id: str) -> DAG:
     """The sync DAG of one tenant connection."""
+    # A fixed list: Airflow creates the mapped shards with the run, instead of after a task that computes the list
+    # (one more process on the way to the first installedApps request). The plan receives the same number.
+    shards = list(range(pool_slots()))
     with DAG(
         dag_id=tenant_dag_id(DAG_ID, conn_id),
         description=f"Sync the inventory of the tenant behind connection {conn_id} into Parquet",
@@ -69,12 +73,8 @@ def build(conn_id: str) -> DAG:
             from teamsops_airflow import sync_tasks
 
             context = get_current_context()
-            return sync_tasks.plan(conn_id, context["run_id"], full_refresh=context["params"]["full_refresh"])
-
-        @task(retries=0)
-        def shards(run: dict[str, Any]) -> list[int]:
-            """The shard numbers the plan fixed (Airflow maps only over a whole task result)."""
-            return list(run["shards"])
+            return sync_tasks.plan(conn_id, context["run_id"], full_refresh=context["params"]["full_refresh"],
+                                   shards=len(shards))
 
         @task
         def extract(run: dict[str, Any], table: str, shard: int = 0) -> dict[str, Any]:
@@ -95,12 +95,11 @@ def build(conn_id: str) -> DAG:
             return summary
 
         run = plan_run()
-        shard_numbers = shards(run)
         tasks: dict[str, Any] = {}
         for table in TABLE_ORDER:
             if table in FANOUT_TABLES:
                 tasks[table] = extract.override(task_id=table, pool=GRAPH_POOL, map_index_template="shard {{ shard }}") \
-                    .partial(run=run, table=table).expand(shard=shard_numbers)  # fmt: skip
+                    .partial(run=run, table=table).expand(shard=shards)  # fmt: skip
             else:
                 tasks[table] = extract.override(task_id=table)(run, table)
         for table in TABLE_ORDER:

@@ -11,7 +11,8 @@ The engine (``teamsops.sync``, Airflow-free) does the work; this module only
 Environment (read by the ``plan`` task of each run; defaults in brackets):
 
 ``MSTEAMS_GRAPH_POOL_SLOTS`` [4]
-    shards per fan-out table, and the slots of the ``msteams_graph`` pool (``python -m teamsops_airflow.setup``).
+    shards per fan-out table (read where the DAG file is parsed: the mapped shards are part of the DAG, and the plan
+    gets their number from it), and the slots of the ``msteams_graph`` pool (``python -m teamsops_airflow.setup``).
 ``MSTEAMS_SYNC_WORKERS_PER_SHARD`` [8]
     concurrent Graph requests in one shard (threads sharing one client and its rate limiter).
 ``MSTEAMS_INSTALLED_APPS_FRACTION`` [1.0] / ``MSTEAMS_INSTALLED_APPS_FULL_EVERY`` [7]
@@ -83,12 +84,12 @@ def rate_scale() -> float:
     return _env_number("MSTEAMS_RATE_LIMIT_SCALE", 1.0, float, 0, low_inclusive=False)
 
 
-def sync_config() -> SyncConfig:
-    """The engine's tuning from the environment (see the module docstring)."""
+def sync_config(shards: int | None = None) -> SyncConfig:
+    """The engine's tuning from the environment (see the module docstring); ``shards`` as the DAG fixed it."""
     from teamsops.sync import SyncConfig
 
     return SyncConfig(
-        shards=pool_slots(),
+        shards=pool_slots() if shards is None else shards,
         workers_per_shard=_env_number("MSTEAMS_SYNC_WORKERS_PER_SHARD", 8, int, 1, 64),
         installed_apps_fraction=_env_number("MSTEAMS_INSTALLED_APPS_FRACTION", 1.0, float, 0, 1, low_inclusive=False),
         installed_apps_full_every=_env_number("MSTEAMS_INSTALLED_APPS_FULL_EVERY", 7, int, 1),
@@ -103,7 +104,13 @@ def graph_client(conn_id: str, *, share: int = 1, scale: float = 1.0, max_connec
 
     Built here rather than taken from ``MSTeamsHook.client`` because each shard needs its own limiter share, and its
     shard index (the shards take turns on a common time grid, see :class:`teamsops.graph.RateLimiter`).
+
+    The client starts signing in at once, in a thread, so the sign-in's round trips overlap what the task does
+    before its first request (importing the engine, reading its parents). Nothing waits for that thread: the task's
+    first request waits for the same token, and a sign-in that failed is tried again there and reported as usual.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     from airflow.sdk.log import mask_secret
 
     from teamsops.graph import GraphClient, RateLimiter
@@ -113,9 +120,12 @@ def graph_client(conn_id: str, *, share: int = 1, scale: float = 1.0, max_connec
     client = GraphClient(settings, rate_limiter=RateLimiter(scale=scale, share=share, shard=shard, headroom=headroom),
                          on_token=mask_secret,
                          max_connections=max_connections)  # fmt: skip
+    signing_in = ThreadPoolExecutor(max_workers=1, thread_name_prefix="graph-sign-in")
     try:
+        signing_in.submit(client.token_claims)
         yield client
     finally:
+        signing_in.shutdown(wait=True, cancel_futures=True)  # never close the client under a sign-in in flight
         client.close()
 
 
@@ -132,19 +142,22 @@ def _config(run: Mapping[str, Any]) -> SyncConfig:
 
 
 # ------------------------------------------------------------------------------------------ task callables
-def plan(conn_id: str, airflow_run_id: str, *, full_refresh: bool = False) -> dict[str, Any]:
+def plan(conn_id: str, airflow_run_id: str, *, full_refresh: bool = False, shards: int | None = None) -> dict[str, Any]:
     """Fix everything the run's tasks share: the data root, the tuning, the mode and previous deltaLinks.
+
+    ``shards``: the number of mapped shards of the DAG's fan-out tasks (default: ``MSTEAMS_GRAPH_POOL_SLOTS``).
 
     Returns the run description every other task receives through XCom (small: no data).
     """
-    from teamsops.sync import plan_run
     from teamsops_airflow.storage import data_root, prepare_root
 
     root = data_root()
-    prepare_root(root)
-    config = sync_config()
+    config = sync_config(shards)
     scale = rate_scale()
     with graph_client(conn_id, scale=scale) as client:
+        from teamsops.sync import plan_run  # while the client signs in
+
+        prepare_root(root)
         # The engine derives a folder-safe key from the run id: a rerun of the same Airflow run overwrites its files.
         run_plan = plan_run(client, root, airflow_run_id, full_refresh=bool(full_refresh))
     described = run_plan.to_dict()
@@ -162,8 +175,6 @@ def plan(conn_id: str, airflow_run_id: str, *, full_refresh: bool = False) -> di
 
 def extract(run: Mapping[str, Any], table: str, shard: int = 0) -> dict[str, Any]:
     """Extract one table (or one shard of a fan-out table) into this run's folder; return its result (counts)."""
-    from teamsops.sync import RunPlan, run_table
-
     if table not in TABLE_PARENTS:
         raise ValueError(f"unknown table {table!r}; known: {', '.join(TABLE_ORDER)}")
     config = _config(run)
@@ -172,6 +183,8 @@ def extract(run: Mapping[str, Any], table: str, shard: int = 0) -> dict[str, Any
     with graph_client(run["conn_id"], share=share, scale=run["rate_scale"], headroom=config.rate_headroom,
                       shard=shard if fanout and share > 1 else None,
                       max_connections=max(config.workers_per_shard * 2, 16)) as client:  # fmt: skip
+        from teamsops.sync import RunPlan, run_table  # the engine (pyarrow) loads while the client signs in
+
         result = run_table(client, _root(run), RunPlan.from_dict(run["plan"]), table, config=config, shard=shard)
     return result.to_dict()
 

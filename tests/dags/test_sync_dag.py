@@ -190,7 +190,7 @@ def test_dag_shape_matches_the_engine_tables(monkeypatch):
     assert dag.params["full_refresh"] is False
     for table, spec in SPECS.items():
         task = dag.get_task(table)
-        assert task.upstream_task_ids - {"plan", "shards"} == set(spec.parents), table
+        assert task.upstream_task_ids - {"plan"} == set(spec.parents), table
         assert (task.pool == GRAPH_POOL) == spec.fanout, table
         assert task.is_mapped == spec.fanout, table
         assert not task.outlets, f"{table} must not emit assets: only publish does"
@@ -221,11 +221,25 @@ def test_settings_come_from_the_environment(monkeypatch):
 def test_a_bad_setting_names_the_variable_and_is_not_retried(monkeypatch, name, value):
     from teamsops_airflow.sync_tasks import SyncSettingsError, rate_scale, sync_config
 
+    policy = _dag().get_task("plan").retry_policy
     monkeypatch.setenv(name, value)
     with pytest.raises(SyncSettingsError, match=rf"^{name}='{value}' is invalid: expected") as err:
         sync_config() if name != "MSTEAMS_RATE_LIMIT_SCALE" else rate_scale()
-    policy = _dag().get_task("plan").retry_policy
     assert policy.evaluate(err.value, try_number=1, max_tries=3).action.value == "fail"
+
+
+def test_the_dag_maps_each_fanout_over_the_configured_shards(monkeypatch):
+    """The shard count is part of the DAG (read where it is parsed), and the plan is told the same number."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("MSTEAMS_GRAPH_POOL_SLOTS", "3")
+    dag = _dag()
+    for table in ("user_installed_apps", "team_members", "channels"):
+        assert dag.get_task(table).op_kwargs_expand_input.value["shard"] == [0, 1, 2], table
+
+    monkeypatch.setenv("MSTEAMS_GRAPH_POOL_SLOTS", "none")
+    errors = DagBag(dag_folder=str(DAG_FILE)).import_errors
+    assert any("MSTEAMS_GRAPH_POOL_SLOTS='none' is invalid" in str(e) for e in errors.values()), errors
 
 
 # ------------------------------------------------------------------------------------------ shards and the limit
@@ -275,9 +289,15 @@ def test_full_run_publishes_the_tenant_and_emits_the_assets(sim, msteams_conn, a
     assert shards == [(0, "shard 0"), (1, "shard 1")]
 
     from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
     with create_session() as session:
+        # The plan was told the DAG's shard count (each shard paces at 1/shards of the limits).
+        planned = session.query(XComModel.value).filter_by(dag_id="msteams_sync", run_id=run.run_id, task_id="plan",
+                                                           key="return_value").scalar()  # fmt: skip
+        planned = json.loads(planned) if isinstance(planned, str) else planned
+        assert planned["shards"] == [0, 1] and planned["config"]["shards"] == 2
         events = (session.query(AssetModel.uri, AssetEvent.extra).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
                   .filter(AssetEvent.source_dag_id == "msteams_sync", AssetEvent.source_run_id == run.run_id).all())  # fmt: skip
     by_uri = {uri: extra for uri, extra in events}
@@ -369,7 +389,8 @@ def test_missing_permission_fails_the_first_task_naming_it(fresh_sim, msteams_co
     states = _task_states(run)
     assert states["plan"] == ["failed"]
     assert [t for t in _task_instances(run) if t[0] == "plan"][0][4] == 1, "the plan task was retried"
-    assert all(s == ["upstream_failed"] for t, s in states.items() if t != "plan"), states
+    # (the fan-outs' mapped shards exist from the start: the shard count is part of the DAG)
+    assert all(set(s) == {"upstream_failed"} for t, s in states.items() if t != "plan"), states
     assert time.monotonic() - started < 60, "a permission error must not be retried"
     out, err = capfd.readouterr()
     assert "lacks the application permission(s) TeamMember.Read.All" in out + err
