@@ -137,6 +137,20 @@ def test_latency_is_injected(fresh_sim, graph):
     assert time.perf_counter() - started >= 0.15
 
 
+def test_a_request_is_counted_half_way_through_its_latency(fresh_sim, graph):
+    """Graph counts and throttles a request when it arrives: half of the latency is the way there, half the answer's
+    way back (counting after the whole latency would make arrivals as jittery as round trips)."""
+    graph.get("/organization")  # warm the connection
+    fresh_sim.configure(latency_ms=400, jitter_ms=0)
+    fresh_sim.simulator.stats.reset()
+    sent = time.time()
+    assert graph.get("/organization").status_code == 200
+    answered = time.time()
+    (arrived,) = fresh_sim.simulator.stats.snapshot()["routes"]["graph"]["timestamps"]
+    assert 0.19 <= arrived - sent <= 0.3, arrived - sent
+    assert answered - arrived >= 0.19
+
+
 def test_injector_validates_and_is_deterministic():
     injector = FaultInjector(latency_ms=100, jitter_ms=50, seed=7)
     delays = [injector.delay_seconds() for _ in range(200)]

@@ -5,7 +5,8 @@ It wires the state (``model.Directory``), the API modules (identity platform, Gr
 
 1. routing by path: ``/_sim/...`` admin (loopback only), identity routes (``/{tenant}/oauth2/v2.0/token``, ...),
    ``/v1.0/...`` Graph, ``/v3/...`` or ``/{prefix}/v3/...`` Bot connector;
-2. injected latency (not for admin);
+2. injected latency (not for admin): half of a request's latency passes before the service sees it (where it is
+   counted, throttled and applied), the other half before its answer leaves, like a round trip's two legs;
 3. authentication of Graph / Bot requests (401 with the real bodies);
 4. scripted faults, then random faults (Graph and Bot only), then throttling -- all *before* the request is
    applied, except ``reset_after`` which applies the request and then resets the connection;
@@ -59,6 +60,11 @@ WWW_AUTHENTICATE = ('Bearer realm="", authorization_uri="https://login.microsoft
 _STATS_TIMESTAMPS = 100_000  # per route class; enough to compute achieved rps over any test
 
 
+def _sleep(seconds: float) -> None:
+    if seconds > 0:
+        time.sleep(seconds)
+
+
 class RequestStats:
     """Thread-safe request statistics: per route class count, status histogram and timestamps; 429 total; peak
     concurrency. Route classes: ``identity``, ``graph`` (including each ``$batch`` item), ``graph.batch`` (the
@@ -88,8 +94,12 @@ class RequestStats:
         with self._lock:
             self._in_flight -= 1
 
-    def record(self, route: str, status: int | str, limit_class: str | None = None) -> None:
-        now = self._clock()
+    def now(self) -> float:
+        return self._clock()
+
+    def record(self, route: str, status: int | str, limit_class: str | None = None, at: float | None = None) -> None:
+        """Count one request; ``at`` is when the service received it (default: now)."""
+        now = self._clock() if at is None else at
         with self._lock:
             entry = self._routes.get(route)
             if entry is None:
@@ -109,7 +119,7 @@ class RequestStats:
         with self._lock:
             routes = {}
             for name, entry in self._routes.items():
-                times = list(entry["times"])
+                times = sorted(entry["times"])  # by arrival; requests may finish in another order
                 row = {"count": entry["count"], "statuses": dict(entry["statuses"]), "first": times[0],
                        "last": times[-1], "max_in_1s": _max_in_window(times, 1.0)}  # fmt: skip
                 if timestamps:
@@ -170,25 +180,32 @@ class Simulator:
         route = route_class(req.path)
         self.stats.enter()
         status: int | str = "reset"
+        arrived: float | None = None
         try:
             if route == "admin":
                 resp = self.admin.handle(req) if _is_loopback(client_host) else _admin_forbidden()
             else:
-                self._sleep_latency()
+                # Graph counts (and throttles) a request when it arrives, before the work that makes up most of
+                # its latency; putting the whole latency before the count would make arrivals as jittery as
+                # complete round trips. Half before, half after: the middle of a round trip.
+                delay = self.faults.delay_seconds()
+                _sleep(delay / 2)
+                arrived = self.stats.now()
                 resp = self._dispatch(route, req)
+                _sleep(delay - delay / 2)
             status = resp.status
             return resp
         finally:
             self.stats.leave()
-            self._record(route, req, status)
+            self._record(route, req, status, arrived)
 
-    def _record(self, route: str, req: SimRequest, status: int | str) -> None:
+    def _record(self, route: str, req: SimRequest, status: int | str, at: float | None) -> None:
         if route != "graph":
-            self.stats.record(route, status)
+            self.stats.record(route, status, at=at)
         elif batching.is_batch(req):
-            self.stats.record("graph.batch", status)
+            self.stats.record("graph.batch", status, at=at)
         else:
-            self.stats.record("graph", status, classify(req.method, req.path, req.query).limit_class)
+            self.stats.record("graph", status, classify(req.method, req.path, req.query).limit_class, at=at)
 
     def _dispatch(self, route: str, req: SimRequest) -> SimResponse:
         if route == "identity":
@@ -201,11 +218,6 @@ class Simulator:
                    "other identity endpoints, /v1.0/... (Graph), /{prefix}/v3/... (Bot connector), /_sim/... (admin).")
         return SimResponse(404, {"error": {"code": "NotFound", "message": message}},
                            Headers({"Content-Type": "application/json"}))  # fmt: skip
-
-    def _sleep_latency(self) -> None:
-        delay = self.faults.delay_seconds()
-        if delay > 0:
-            time.sleep(delay)
 
     # -- identity -----------------------------------------------------------------------------------------------
     def _identity(self, req: SimRequest) -> SimResponse:

@@ -1,7 +1,8 @@
 """Fault injection: latency, random transient failures, and a deterministic fault script for tests.
 
-* **Latency**: every non-admin request waits ``latency_ms`` ± ``jitter_ms`` (uniform, from a seeded RNG) before it
-  is handled, so client concurrency and timeouts can be exercised realistically.
+* **Latency**: every non-admin request takes ``latency_ms`` ± ``jitter_ms`` (uniform, from a seeded RNG) longer,
+  half of it before it is handled (when it is counted and throttled) and half before its answer is sent, so client
+  concurrency and timeouts can be exercised realistically.
 * **Random faults**: with probability ``fault_rate`` a request fails with 503 or 504 (half each) *before* it is
   handled, so nothing is applied.
 * **Script**: ``inject(kind, times, path, method, retry_after)`` queues a rule; the next ``times`` requests whose
