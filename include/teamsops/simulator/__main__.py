@@ -50,7 +50,8 @@ def _parser() -> argparse.ArgumentParser:
                                 "server certificate")
     _tenant_args(serve_cmd)
     serve_cmd.add_argument("--tenants", type=int, default=1, help="number of tenants (the first is the demo tenant)")
-    serve_cmd.add_argument("--latency-ms", type=float, default=0, help="latency added to every request")
+    serve_cmd.add_argument("--latency-ms", type=float, default=0,
+                           help="latency added to every request (half before it is counted, half on the way back)")
     serve_cmd.add_argument("--jitter-ms", type=float, default=0, help="uniform +/- jitter on that latency")
     serve_cmd.add_argument("--throttle", default="off", choices=["off", "documented"], help="throttling profile")
     serve_cmd.add_argument("--throttle-scale", type=float, default=1.0,
