@@ -127,8 +127,9 @@ def test_one_token_refresh_after_401(fresh_sim, make_client):
     """A token that expires while its request is in flight: Graph answers 401 and the client gets ONE new token.
 
     The app's tokens live 5 s. When the client reports its first token (``on_token``, the hook Airflow uses to mask
-    tokens), the simulator is made to delay requests by 6 s; as soon as that Graph request is in flight the delay is
-    removed again, so only this request arrives with an expired token.
+    tokens), the simulator is made to delay requests by 12 s (6 s on the way there, where the token is checked, and 6
+    s back); as soon as that Graph request is in flight the delay is removed again, so only this request arrives with
+    an expired token.
     """
     creds = fresh_sim.credentials()
     fresh_sim.set_app(creds["app_id"], token_lifetime=5)
@@ -138,7 +139,7 @@ def test_one_token_refresh_after_401(fresh_sim, make_client):
     def slow_down_first_request(token: str) -> None:
         tokens.append(token)
         if len(tokens) == 1:
-            fresh_sim.configure(latency_ms=6000)
+            fresh_sim.configure(latency_ms=12000)
             threading.Thread(target=_restore_latency_when_in_flight, args=(fresh_sim,), daemon=True).start()
 
     client = make_client(fresh_sim, on_token=slow_down_first_request)
