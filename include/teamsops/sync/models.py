@@ -36,9 +36,9 @@ class SyncConfig:
     :param progress_interval: seconds between progress lines in the log.
     :param rate_headroom: the fraction of Graph's documented limits the sync's rate limiters pace at
         (``RateLimiter(headroom=...)``, built by the caller's ``make_client`` / the DAG's tasks). Lower than 1 because
-        Graph counts arrivals and N shards pace independently: their network jitter bunches requests into Graph's
-        1-second windows. 0.94 keeps 429s under 2 % of requests with 4 shards x 8 threads at 150 +- 50 ms
-        (bench/README.md) while the installedApps fan-out runs within 10 % of the throttle bound.
+        Graph counts requests when they arrive, and network jitter between send and arrival can bunch evenly paced
+        requests into one of Graph's 1-second windows. With 4 shards x 8 threads at 150 +- 50 ms, 0.94 gets 0.02 % of
+        requests answered 429 and the sync within 1.10 x the throttle bound (bench/README.md).
     """
 
     shards: int = 1
