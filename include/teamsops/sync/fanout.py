@@ -4,8 +4,9 @@
 Each call handles one shard: the parents of THIS run (read column-wise from the parent table), sorted and dealt
 round-robin to the shards (:func:`teamsops.sync.job.shard_slice`: equal shares, so the shards finish together).
 ``workers_per_shard`` threads share the job's GraphClient, so its RateLimiter paces them all at the documented limits
-(at ``limit / shards`` when the caller built it with ``share=shards``) instead of letting them run into 429s. Results are written in parent order (a bounded window of in-flight parents keeps memory flat and the
-output deterministic).
+(at ``limit / shards`` when the caller built it with ``share=shards``) instead of letting them run into 429s.
+Results are written in parent order (a bounded window of in-flight parents keeps memory flat and the output
+deterministic).
 
 What is re-read in an incremental run:
 
